@@ -1,0 +1,41 @@
+# RapidMQ: `make run` starts the broker, `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: run test lint format bench system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/rapidmq serve $(ARGS)
+
+# Debian tools the compat tests drive (amqp-tools); skipped tests say so if this fails.
+system-deps:
+	@command -v amqp-publish >/dev/null 2>&1 || \
+	  { (apt-get update -qq && apt-get install -y -qq amqp-tools) >/dev/null 2>&1 || \
+	    echo "note: could not install amqp-tools; its compat tests will be skipped"; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check rapidmq tests compat-tests bench
+	$(BIN)/ruff format --check rapidmq tests compat-tests bench
+	$(BIN)/mypy --strict rapidmq
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix rapidmq tests compat-tests bench
+	$(BIN)/ruff format rapidmq tests compat-tests bench
+
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
