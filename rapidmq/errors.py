@@ -1,17 +1,17 @@
 """The root of every error RapidMQ raises on purpose.
 
-    RapidMQError
-    ├── core.errors.CoreError          (a client asked the core for something it refuses)
-    │   ├── NotFound                   404
-    │   ├── AccessRefused              403
-    │   ├── ResourceLocked             405
-    │   ├── PreconditionFailed         406
-    │   ├── ResourceLimitExceeded      (limits: queue/connection counts)
-    │   ├── NotAllowed                 530 (connection scope)
-    │   ├── CommandInvalid             503 (connection scope)
-    │   └── NotImplementedFeature      540 (connection scope)
-    ├── protocols.amqp091.errors.FrameError   (malformed bytes; closes the connection)
-    └── config.ConfigError             (bad configuration; stops start-up with one line)
+RapidMQError
+├── core.errors.CoreError          (a client asked the core for something it refuses)
+│   ├── NotFound                   404
+│   ├── AccessRefused              403
+│   ├── ResourceLocked             405
+│   ├── PreconditionFailed         406
+│   ├── ResourceLimitExceeded      (limits: queue/connection counts)
+│   ├── NotAllowed                 530 (connection scope)
+│   ├── CommandInvalid             503 (connection scope)
+│   └── NotImplementedFeature      540 (connection scope)
+├── protocols.amqp091.errors.FrameError   (malformed bytes; closes the connection)
+└── config.ConfigError             (bad configuration; stops start-up with one line)
 """
 
 from __future__ import annotations

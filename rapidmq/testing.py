@@ -116,6 +116,8 @@ class BrokerProcess:
             code = self.proc.returncode
             if self._reader is not None:
                 self._reader.join(2)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

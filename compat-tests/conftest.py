@@ -1,0 +1,125 @@
+"""Fixtures for the compatibility suites: real clients against real brokers.
+
+``rapidmq`` is the broker under test. By default it is a ``rapidmq serve``
+subprocess on free ports; when ``RAPIDMQ_COMPAT_URL`` is set the suite talks to
+that URL instead, which is how every test is validated against RabbitMQ itself:
+
+    RAPIDMQ_COMPAT_URL=amqp://guest:guest@127.0.0.1:5672/ .venv/bin/pytest compat-tests
+
+``rabbitmq`` is the local reference RabbitMQ used by the differential tests.
+
+Brokers may be shared, so every queue and exchange a test creates carries a
+unique token and is deleted afterwards through a ``Scratch``.  Clients get short
+timeouts, and each test runs under a SIGALRM watchdog, so a broken broker fails
+a test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from compat_support import BrokerEndpoint, Scratch, _endpoint
+
+from rapidmq.testing import BrokerProcess
+
+RABBITMQ_HOST = "127.0.0.1"
+RABBITMQ_PORT = 5672
+RABBITMQ_URL = f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
+
+
+def _listening(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def rapidmq() -> Iterator[BrokerEndpoint]:
+    """The broker under test: RAPIDMQ_COMPAT_URL if set, else a fresh ``rapidmq serve``."""
+    url = os.environ.get("RAPIDMQ_COMPAT_URL")
+    if url:
+        yield _endpoint(url)
+        return
+    broker = BrokerProcess(start_timeout_s=20.0)
+    broker.start()
+    _brokers.append(broker)
+    try:
+        assert broker.amqp_port is not None, "rapidmq started with its AMQP listener off"
+        yield _endpoint(broker.amqp_url)
+    finally:
+        _brokers.remove(broker)
+        broker.stop()
+
+
+_brokers: list[BrokerProcess] = []
+BROKER_LOG_LINES = 40
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the tail of the broker's output to each failing test's report."""
+    report = yield
+    if report.failed and _brokers:
+        tail = list(_brokers[-1].output)[-BROKER_LOG_LINES:]
+        report.sections.append(("rapidmq output (last lines)", "\n".join(tail)))
+    return report
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> str:
+    """The local reference RabbitMQ's URL, or a skip when it is not running."""
+    if not _listening(RABBITMQ_HOST, RABBITMQ_PORT):
+        pytest.skip(f"RabbitMQ is not running on {RABBITMQ_HOST}:{RABBITMQ_PORT}")
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def scratch_factory() -> Iterator[Callable[[str], Scratch]]:
+    """Make a ``Scratch`` on any broker URL; all are cleaned up after the test."""
+    made: list[Scratch] = []
+
+    def make(url: str) -> Scratch:
+        s = Scratch(url)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def scratch(rapidmq: BrokerEndpoint, scratch_factory: Callable[[str], Scratch]) -> Scratch:
+    """A ``Scratch`` on the broker under test."""
+    return scratch_factory(rapidmq.amqp_url)
+
+
+@pytest.fixture
+def watchdog_s() -> float:
+    """Seconds a test may run before the watchdog fails it. Modules may override."""
+    return 30.0
+
+
+class WatchdogExpired(Exception):
+    """A test ran longer than its watchdog allows."""
+
+
+@pytest.fixture(autouse=True)
+def _watchdog(watchdog_s: float) -> Iterator[None]:
+    def expire(signum: int, frame: object) -> None:
+        raise WatchdogExpired(f"test still running after {watchdog_s}s; is the broker stuck?")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, watchdog_s)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

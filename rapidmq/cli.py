@@ -1,0 +1,131 @@
+"""The ``rapidmq`` command.
+
+Each subcommand is one ``_add_<name>(subcommands)`` function that declares its
+arguments and sets ``run`` to a ``(args) -> exit code`` function; a new
+subcommand (``status``, ``list``, ``declare``, ...) is one more such function
+called from :func:`build_parser`.
+
+Exit codes: 0 success, 2 a usage or configuration error (one line on stderr,
+no traceback), otherwise what the command returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from importlib import metadata
+
+from rapidmq.config import CONFIG_ENV, SETTINGS, ConfigError, Settings, load_settings
+
+__all__ = ["build_parser", "main", "settings_from_args"]
+
+EXIT_USAGE = 2
+
+_Command = Callable[[argparse.Namespace], int]
+
+_DESCRIPTION = """\
+RapidMQ is a message broker that RabbitMQ (AMQP 0-9-1) and MQTT clients can
+simply be pointed at."""
+
+_SERVE_DESCRIPTION = """\
+Start the broker. Once every listener is up it prints one line,
+  rapidmq ready amqp=PORT mqtt=PORT http=PORT
+with the real ports ("off" for a listener that is off). SIGTERM or Ctrl-C stops
+it gracefully.
+
+Every flag has a RAPIDMQ_* environment variable and a key of the same name in
+the TOML config file (amqp_port = 5673). Flags win over the environment, the
+environment over the file, and the file over the defaults."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("rapidmq")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for ``rapidmq`` and all its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="rapidmq",
+        allow_abbrev=False,
+        description=_DESCRIPTION,
+        epilog="Run 'rapidmq COMMAND --help' for the flags of a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rapidmq {_version()}")
+    subcommands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    _add_serve(subcommands)
+    return parser
+
+
+def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subcommands.add_parser(
+        "serve",
+        help="start the broker",
+        allow_abbrev=False,
+        description=_SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help=f"TOML config file (env {CONFIG_ENV}; default: none)",
+    )
+    for info in SETTINGS:
+        serve.add_argument(
+            info.flag,
+            dest=info.name,
+            metavar=info.metavar,
+            default=None,
+            help=f"{info.help} (default: {info.show_default()}; env {info.env})",
+        )
+    serve.set_defaults(run=_serve)
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """The settings ``rapidmq serve`` runs with, from its parsed flags and the environment.
+
+    Raises:
+        ConfigError: any bad value, in the flags, the environment or the config file.
+    """
+    options = {info.name: getattr(args, info.name) for info in SETTINGS}
+    return load_settings(options, environ, args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, os.environ)
+    try:
+        # Imported here so that `rapidmq --help` works without the broker's dependencies.
+        run: Callable[[Settings], int] = importlib.import_module("rapidmq.server").run
+    except ModuleNotFoundError as err:
+        if err.name != "rapidmq.server":
+            raise
+        print("rapidmq: this installation has no broker (rapidmq.server)", file=sys.stderr)
+        return 1
+    return run(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``rapidmq`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    command: _Command | None = getattr(args, "run", None)
+    if command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return command(args)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,359 @@
+"""RapidMQ's settings and where they come from.
+
+Every setting has one name, used as the TOML key (``amqp_port = 5673``), the
+command-line flag (``--amqp-port``) and the environment variable
+(``RAPIDMQ_AMQP_PORT``).  Precedence is flags over environment over the config
+file over the defaults below.  :data:`SETTINGS` describes each one; the CLI
+builds its flags from it and ``docs/configuration.md`` documents it.
+
+Any mistake stops start-up with a :class:`ConfigError` whose text is one line
+naming where the bad value came from and what to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rapidmq.errors import RapidMQError
+
+__all__ = [
+    "CONFIG_ENV",
+    "SETTINGS",
+    "Backend",
+    "ConfigError",
+    "LogLevel",
+    "SettingInfo",
+    "Settings",
+    "load_settings",
+]
+
+Backend = Literal["trio", "asyncio"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+CONFIG_ENV = "RAPIDMQ_CONFIG"
+"""The environment variable naming the TOML config file (the ``--config`` flag wins)."""
+
+
+class ConfigError(RapidMQError):
+    """Bad configuration. ``str(err)`` is one line that says what to fix."""
+
+    def __init__(self, text: str) -> None:
+        one_line = " ".join(text.split())
+        if not one_line.startswith("rapidmq: "):
+            one_line = "rapidmq: " + one_line
+        super().__init__(one_line)
+
+
+@dataclass(slots=True, frozen=True)
+class Settings:
+    """Everything ``rapidmq serve`` is configured with.
+
+    A port of ``None`` turns that listener off; ``0`` asks the OS for a free port.
+    """
+
+    amqp_port: int | None = 5672
+    mqtt_port: int | None = 1883
+    http_port: int | None = 15672
+    bind: str = "0.0.0.0"
+    data_dir: str = "./rapidmq-data"
+    backend: Backend = "trio"
+    log_level: LogLevel = "info"
+    heartbeat_s: int = 60
+    frame_max: int = 131072
+    channel_max: int = 2047
+    default_vhost: str = "/"
+    default_user: str = "guest"
+    default_pass: str = "guest"
+    loopback_users: tuple[str, ...] = ("guest",)
+    handshake_timeout_s: float = 10.0
+
+
+class _Invalid(Exception):
+    """A value a parser refuses; the text says what the value must be."""
+
+
+_Parser = Callable[[object], object]
+
+
+def _port(value: object) -> object:
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "off":
+            return None
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
+        return value
+    raise _Invalid('must be a port number 0..65535 (0 = any free port) or "off"')
+
+
+def _int_in(low: int, high: int) -> _Parser:
+    def parse(value: object) -> object:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return value
+        raise _Invalid(f"must be a whole number {low}..{high}")
+
+    return parse
+
+
+def _positive_seconds(value: object) -> object:
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    if number is not None and math.isfinite(number) and number > 0:
+        return number
+    raise _Invalid("must be a number of seconds greater than 0")
+
+
+def _text(value: object) -> object:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise _Invalid("must be a non-empty string")
+
+
+def _secret(value: object) -> object:
+    if isinstance(value, str):
+        return value
+    raise _Invalid("must be a string")
+
+
+def _one_of(*choices: str) -> _Parser:
+    def parse(value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise _Invalid("must be one of " + ", ".join(choices))
+
+    return parse
+
+
+def _names(value: object) -> object:
+    if isinstance(value, str):
+        if value.strip().lower() == "none":
+            return ()
+        value = value.split(",")
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(item.strip() for item in value if item.strip())
+    raise _Invalid('must be a comma-separated list of user names, or "none"')
+
+
+@dataclass(slots=True, frozen=True)
+class SettingInfo:
+    """How one setting is spelled in each source, and what it means."""
+
+    name: str
+    help: str
+    parse: _Parser
+    metavar: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "RAPIDMQ_" + self.name.upper()
+
+    @property
+    def default(self) -> object:
+        return _DEFAULTS[self.name]
+
+    def show_default(self) -> str:
+        """The default as a user would type it."""
+        value = self.default
+        if value is None:
+            return "off"
+        if isinstance(value, tuple):
+            return ",".join(value) or "none"
+        return str(value)
+
+
+_DEFAULTS: dict[str, object] = {f.name: f.default for f in dataclasses.fields(Settings)}
+
+SETTINGS: tuple[SettingInfo, ...] = (
+    SettingInfo(
+        "amqp_port", "AMQP 0-9-1 listener port; 0 = free port, off = disabled", _port, "PORT"
+    ),
+    SettingInfo("mqtt_port", "MQTT listener port; 0 = free port, off = disabled", _port, "PORT"),
+    SettingInfo(
+        "http_port", "HTTP management listener port; 0 = free port, off = disabled", _port, "PORT"
+    ),
+    SettingInfo("bind", "address every listener binds", _text, "ADDRESS"),
+    SettingInfo("data_dir", "directory for durable state", _text, "DIR"),
+    SettingInfo("backend", "event loop: trio or asyncio", _one_of("trio", "asyncio"), "NAME"),
+    SettingInfo(
+        "log_level",
+        "debug, info, warning, error or critical",
+        _one_of("debug", "info", "warning", "error", "critical"),
+        "LEVEL",
+    ),
+    SettingInfo(
+        "heartbeat_s", "AMQP heartbeat the server proposes; 0 = none", _int_in(0, 65535), "SECONDS"
+    ),
+    SettingInfo("frame_max", "largest AMQP frame in bytes", _int_in(4096, 2**32 - 1), "BYTES"),
+    SettingInfo("channel_max", "most AMQP channels per connection", _int_in(1, 65535), "N"),
+    SettingInfo("default_vhost", "virtual host the broker creates", _text, "NAME"),
+    SettingInfo("default_user", "user the broker creates, tagged administrator", _text, "NAME"),
+    SettingInfo("default_pass", "password of the default user", _secret, "PASSWORD"),
+    SettingInfo(
+        "loopback_users",
+        "users who may connect only from localhost; none = nobody",
+        _names,
+        "NAMES",
+    ),
+    SettingInfo(
+        "handshake_timeout_s",
+        "seconds a client has to finish the AMQP handshake",
+        _positive_seconds,
+        "SECONDS",
+    ),
+)
+
+_BY_NAME: dict[str, SettingInfo] = {info.name: info for info in SETTINGS}
+
+# A friendlier spelling for the listeners: ``[listeners] amqp = 5673``.
+_TABLE_ALIASES: dict[str, dict[str, str]] = {
+    "listeners": {"amqp": "amqp_port", "mqtt": "mqtt_port", "http": "http_port", "bind": "bind"},
+}
+
+_TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$")
+
+
+def load_settings(
+    argv_options: Mapping[str, Any], environ: Mapping[str, str], config_file: str | None
+) -> Settings:
+    """Combine the defaults, a TOML file, the environment and the flags.
+
+    Args:
+        argv_options: setting name to value from the command line; ``None`` means not given.
+        environ: the process environment (``RAPIDMQ_*`` variables are read).
+        config_file: the ``--config`` path; when ``None``, ``RAPIDMQ_CONFIG`` is used.
+
+    Raises:
+        ConfigError: a bad value, an unknown key, or a missing or unparsable file.
+    """
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_read_file(config_file, "--config"))
+    elif environ.get(CONFIG_ENV, "").strip():
+        values.update(_read_file(environ[CONFIG_ENV].strip(), CONFIG_ENV))
+    for info in SETTINGS:
+        raw = environ.get(info.env, "")
+        if raw.strip():
+            values[info.name] = _parse(info, raw, f"{info.env}={raw!r}")
+    for name, raw in argv_options.items():
+        if raw is None:
+            continue
+        option = _BY_NAME.get(name)
+        if option is None:
+            raise ConfigError(f"unknown option {name!r}")
+        values[name] = _parse(option, raw, f"{option.flag} {raw!r}")
+    settings = Settings(**values)
+    _check_ports(settings)
+    return settings
+
+
+def _parse(info: SettingInfo, raw: object, where: str) -> object:
+    try:
+        return info.parse(raw)
+    except _Invalid as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _read_file(path: str, given_by: str) -> dict[str, object]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; fix {given_by}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; fix {given_by}") from None
+    except OSError as err:
+        raise ConfigError(
+            f"config file {path} cannot be read ({err.strerror}); fix {given_by}"
+        ) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        match = _TOML_POSITION.search(message)
+        line = (match.group(1) or str(text.count("\n") + 1)) if match else "?"
+        reason = message[: match.start()] if match else message
+        raise ConfigError(f"config file {path} line {line}: not valid TOML: {reason}") from None
+    return _settings_from_document(document, path, text)
+
+
+def _settings_from_document(
+    document: Mapping[str, object], path: str, text: str
+) -> dict[str, object]:
+    values: dict[str, object] = {}
+    spelled: dict[str, str] = {}  # setting name -> how the file spelled it
+    entries: list[tuple[str, str, object]] = []  # (table, key, value)
+    for key, value in document.items():
+        if key in _TABLE_ALIASES and isinstance(value, dict):
+            entries.extend((key, sub_key, sub_value) for sub_key, sub_value in value.items())
+        else:
+            entries.append(("", key, value))
+    for table, key, value in entries:
+        where = f"config file {path} line {_line_of(text, table, key)}"
+        shown = f"{table}.{key}" if table else key
+        name = _TABLE_ALIASES[table].get(key) if table else key.replace("-", "_")
+        if name is None or name not in _BY_NAME:
+            known = list(_TABLE_ALIASES[table]) if table else [*_BY_NAME, *_TABLE_ALIASES]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see docs/configuration.md"
+            raise ConfigError(f"{where}: unknown key {shown!r}; {hint}")
+        if name in spelled:
+            raise ConfigError(f"{where}: {shown} repeats {spelled[name]}; keep only one")
+        spelled[name] = shown
+        values[name] = _parse(_BY_NAME[name], value, f"{where}: {shown} = {value!r}")
+    return values
+
+
+def _line_of(text: str, table: str, key: str) -> str:
+    """The 1-based line where ``key`` is set inside ``[table]``, or ``?``."""
+    in_table = re.escape(key)
+    dotted = re.escape(table) + r"\s*\.\s*" + re.escape(key)  # listeners.amqp = 5673
+    current = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([A-Za-z0-9_-]+)\s*\](?:\s*#.*)?", stripped)
+        if header:
+            current = header.group(1)
+            continue
+        if current == table:
+            pattern = in_table
+        elif current == "":
+            pattern = dotted
+        else:
+            continue
+        if re.match(rf"""(["']?){pattern}\1\s*=""", stripped):
+            return str(number)
+    return "?"
+
+
+def _check_ports(settings: Settings) -> None:
+    seen: dict[int, str] = {}
+    for name in ("amqp_port", "mqtt_port", "http_port"):
+        port = getattr(settings, name)
+        if not port:  # off, or a free port chosen by the OS
+            continue
+        if port in seen:
+            flag = _BY_NAME[name].flag
+            raise ConfigError(
+                f"{seen[port]} and {name} are both {port}; give one another port ({flag})"
+            )
+        seen[port] = name

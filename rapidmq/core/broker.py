@@ -1,0 +1,169 @@
+"""The broker: virtual hosts, client connections and the timers of the core.
+
+Time is passed in, never waited for: the server calls :meth:`Broker.tick` at
+:meth:`Broker.next_deadline` (message TTL expiry, queue ``x-expires``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rapidmq.core.api import ClientInfo, DeliverySink
+from rapidmq.core.errors import NotAllowed
+from rapidmq.core.queue import Queue
+from rapidmq.core.session import Session
+from rapidmq.core.vhost import VirtualHost
+
+__all__ = ["Broker", "CoreConnection"]
+
+_COUNTERS = ("published", "unroutable", "delivered", "acked", "rejected")
+
+
+class CoreConnection:
+    """One client connection: its sessions and the exclusive queues it owns."""
+
+    def __init__(self, broker: Broker, vhost: VirtualHost, client: ClientInfo) -> None:
+        self.broker = broker
+        self.vhost = vhost
+        self.client = client
+        self.sessions: list[Session] = []
+        self.exclusive_queues: dict[str, Queue] = {}
+        self.closed = False
+
+    def open_session(self, sink: DeliverySink) -> Session:
+        """A new session (AMQP channel) delivering through ``sink``."""
+        session = Session(self, self.vhost, sink)
+        self.sessions.append(session)
+        return session
+
+    def session_closed(self, session: Session) -> None:
+        """Called by :meth:`Session.close`: keep its counters, forget the session."""
+        if session in self.sessions:
+            self.sessions.remove(session)
+            self.broker.retire_counters(session)
+
+    def close(self) -> None:
+        """Close every session (requeueing unacked) and delete the exclusive queues."""
+        if self.closed:
+            return
+        self.closed = True
+        for session in list(self.sessions):
+            session.close()
+        for queue in list(self.exclusive_queues.values()):
+            self.vhost.remove_queue(queue)
+        self.exclusive_queues.clear()
+        self.broker.connection_closed(self)
+
+    def statistics(self) -> dict[str, Any]:
+        """Who this is, and per-session figures."""
+        return {
+            "protocol": self.client.protocol,
+            "peer": self.client.peer,
+            "name": self.client.name,
+            "user": self.client.user,
+            "vhost": self.vhost.name,
+            "sessions": len(self.sessions),
+            "exclusive_queues": sorted(self.exclusive_queues),
+            "channels": [s.statistics() for s in self.sessions],
+        }
+
+
+class Broker:
+    """The root of the core: vhosts and connections, driven by plain calls."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._vhosts: dict[str, VirtualHost] = {}
+        self._connections: dict[CoreConnection, None] = {}
+        self._retired = dict.fromkeys(_COUNTERS, 0)
+        self.add_vhost("/")
+
+    def add_vhost(self, name: str) -> VirtualHost:
+        """Create a vhost with the predeclared exchanges (or return the existing one)."""
+        vhost = self._vhosts.get(name)
+        if vhost is None:
+            vhost = VirtualHost(name, clock=self._clock, wall_clock=self._wall_clock)
+            self._vhosts[name] = vhost
+        return vhost
+
+    def delete_vhost(self, name: str) -> None:
+        """Close the vhost's connections and delete its queues and exchanges."""
+        vhost = self._vhosts.pop(name, None)
+        if vhost is None:
+            return
+        for connection in [c for c in self._connections if c.vhost is vhost]:
+            connection.close()
+        for queue in list(vhost.queues.values()):
+            vhost.remove_queue(queue)
+
+    def vhost(self, name: str) -> VirtualHost | None:
+        """The vhost ``name``, if any."""
+        return self._vhosts.get(name)
+
+    def connect(self, vhost: str, client: ClientInfo) -> CoreConnection:
+        """A new client connection to ``vhost``.
+
+        Raises:
+            NotAllowed: the vhost does not exist (connection scope).
+        """
+        host = self._vhosts.get(vhost)
+        if host is None:
+            raise NotAllowed(f"vhost {vhost} not found", scope="connection")
+        connection = CoreConnection(self, host, client)
+        self._connections[connection] = None
+        return connection
+
+    def connection_closed(self, connection: CoreConnection) -> None:
+        """Called by :meth:`CoreConnection.close`."""
+        self._connections.pop(connection, None)
+
+    def retire_counters(self, session: Session) -> None:
+        """Keep a closed session's counters in the broker totals."""
+        for name in _COUNTERS:
+            self._retired[name] += getattr(session, name)
+
+    def tick(self, now: float | None = None) -> None:
+        """Run every due timer (message expiry, queue expiry)."""
+        if now is None:
+            now = self._clock()
+        for vhost in list(self._vhosts.values()):
+            vhost.tick(now)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`tick` has work, or None."""
+        deadlines = [d for v in self._vhosts.values() if (d := v.next_deadline()) is not None]
+        return min(deadlines) if deadlines else None
+
+    def statistics(self) -> dict[str, Any]:
+        """Totals over the whole broker."""
+        totals = dict(self._retired)
+        sessions = 0
+        for connection in self._connections:
+            for session in connection.sessions:
+                sessions += 1
+                for name in _COUNTERS:
+                    totals[name] += getattr(session, name)
+        vhosts = [v.statistics() for v in self._vhosts.values()]
+        return {
+            "vhosts": len(self._vhosts),
+            "connections": len(self._connections),
+            "sessions": sessions,
+            "queues": sum(v["queues"] for v in vhosts),
+            "exchanges": sum(v["exchanges"] for v in vhosts),
+            "consumers": sum(v["consumers"] for v in vhosts),
+            "messages_ready": sum(v["messages_ready"] for v in vhosts),
+            "messages_unacknowledged": sum(v["messages_unacknowledged"] for v in vhosts),
+            "published": totals["published"],
+            "unroutable": totals["unroutable"],
+            "delivered": totals["delivered"],
+            "acknowledged": totals["acked"],
+            "rejected": totals["rejected"],
+        }

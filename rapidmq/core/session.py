@@ -1,0 +1,486 @@
+"""A session: what one AMQP channel (or one MQTT connection) does in the core.
+
+Theory of operation: a session owns its consumers and every delivery it has not
+settled yet, keyed by delivery tag (1, 2, ... for deliveries and basic.get
+results alike).  Unsettled deliveries are kept in a dict in tag order, so
+``multiple`` settlements walk only the settled prefix.  Credit is checked by the
+queue at dispatch time: per consumer (``set_prefetch(n)`` before consuming) and
+per session (``set_prefetch(n, global_=True)``); a sink that is not writable
+blocks the whole session until :meth:`Session.resume`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rapidmq.core.api import DeliverySink, GetResult, PublishResult, QueueDeclareResult
+from rapidmq.core.arguments import amqp_type_name, parse_expiration
+from rapidmq.core.consumer import Consumer
+from rapidmq.core.errors import (
+    AccessRefused,
+    NotAllowed,
+    NotFound,
+    PreconditionFailed,
+)
+from rapidmq.core.message import Message
+from rapidmq.core.queue import Entry, Queue
+from rapidmq.core.vhost import VirtualHost, random_name
+
+if TYPE_CHECKING:
+    from rapidmq.core.broker import CoreConnection
+
+__all__ = ["Session"]
+
+_UNROUTED = PublishResult(routed=False)
+_ROUTED = PublishResult(routed=True)
+_ROUTED_REJECTED = PublishResult(routed=True, rejected=True)
+
+# (entry, queue, consumer or None for basic.get)
+_Pending = tuple[Entry, Queue, Consumer | None]
+
+
+class Session:
+    """One channel's view of a virtual host."""
+
+    def __init__(self, connection: CoreConnection, vhost: VirtualHost, sink: DeliverySink) -> None:
+        self.connection = connection
+        self.vhost = vhost
+        self.sink = sink
+        self.consumers: dict[str, Consumer] = {}
+        self._unacked: dict[int, _Pending] = {}
+        self._next_tag = 1
+        self.consumer_prefetch = 0
+        self.global_prefetch = 0
+        self.global_unacked = 0
+        self.blocked = False
+        self.closed = False
+        self._last_queue: str | None = None
+        self.published = 0
+        self.unroutable = 0
+        self.delivered = 0
+        self.acked = 0
+        self.rejected = 0
+
+    # -- names ---------------------------------------------------------------
+
+    def _queue_name(self, name: str) -> str:
+        if name:
+            return name
+        if self._last_queue is None:
+            raise NotFound("no previously declared queue")
+        return self._last_queue
+
+    # -- exchanges and queues ------------------------------------------------
+
+    def declare_exchange(
+        self,
+        name: str,
+        type: str,
+        *,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """exchange.declare."""
+        self.vhost.declare_exchange(
+            name,
+            type,
+            passive=passive,
+            durable=durable,
+            auto_delete=auto_delete,
+            internal=internal,
+            arguments=arguments,
+        )
+
+    def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
+        """exchange.delete."""
+        self.vhost.delete_exchange(name, if_unused=if_unused)
+
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> QueueDeclareResult:
+        """queue.declare; ``""`` asks for a server-named queue."""
+        queue = self.vhost.declare_queue(
+            self.connection,
+            name,
+            passive=passive,
+            durable=durable,
+            exclusive=exclusive,
+            auto_delete=auto_delete,
+            arguments=arguments,
+        )
+        self._last_queue = queue.name
+        return QueueDeclareResult(queue.name, queue.ready_count, len(queue.consumers))
+
+    def delete_queue(self, name: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
+        """queue.delete; returns the number of ready messages deleted."""
+        return self.vhost.delete_queue(
+            self.connection, self._queue_name(name), if_unused=if_unused, if_empty=if_empty
+        )
+
+    def purge_queue(self, name: str) -> int:
+        """queue.purge; returns the number of ready messages dropped."""
+        return self.vhost.queue_for(self._queue_name(name), self.connection).purge()
+
+    def bind_queue(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """queue.bind (``""`` queue and key mean the last declared queue)."""
+        if not queue and not routing_key and self._last_queue is not None:
+            routing_key = self._last_queue
+        self.vhost.bind(
+            self.connection,
+            exchange,
+            self._queue_name(queue),
+            routing_key,
+            arguments,
+            to_exchange=False,
+        )
+
+    def unbind_queue(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """queue.unbind."""
+        if not queue and not routing_key and self._last_queue is not None:
+            routing_key = self._last_queue
+        self.vhost.unbind(
+            self.connection,
+            exchange,
+            self._queue_name(queue),
+            routing_key,
+            arguments,
+            to_exchange=False,
+        )
+
+    def bind_exchange(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """exchange.bind."""
+        self.vhost.bind(
+            self.connection, source, destination, routing_key, arguments, to_exchange=True
+        )
+
+    def unbind_exchange(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """exchange.unbind."""
+        self.vhost.unbind(
+            self.connection, source, destination, routing_key, arguments, to_exchange=True
+        )
+
+    # -- publishing ------------------------------------------------------------
+
+    def publish(self, message: Message, *, mandatory: bool = False) -> PublishResult:
+        """basic.publish: route ``message`` by its exchange and routing key."""
+        vhost = self.vhost
+        exchange = vhost.exchanges.get(message.exchange)
+        if exchange is None:
+            raise NotFound(f"no exchange '{message.exchange}' in vhost '{vhost.name}'")
+        if exchange.internal:
+            raise AccessRefused(f"cannot publish to internal {exchange.resource}")
+        props = message.properties
+        user_id = props.user_id
+        if user_id is not None and user_id != self.connection.client.user:
+            raise PreconditionFailed(
+                f"user_id property set to '{user_id}' but authenticated user was "
+                f"'{self.connection.client.user}'"
+            )
+        ttl_ms = None if props.expiration is None else parse_expiration(props.expiration)
+        headers = props.headers
+        self.published += 1
+        if headers and ("CC" in headers or "BCC" in headers):
+            keys, message = _sender_selected(message, headers)
+            queues = vhost.route(exchange, message, keys)
+            entry_keys: tuple[str, ...] | None = keys
+        elif exchange is vhost.default_exchange:
+            queue = vhost.queues.get(message.routing_key)
+            queues = () if queue is None else (queue,)
+            entry_keys = None
+        else:
+            queues = vhost.route(exchange, message, (message.routing_key,))
+            entry_keys = None
+        if not queues:
+            self.unroutable += 1
+            return _UNROUTED
+        rejected = False
+        for queue in queues:
+            if not queue.publish(message, entry_keys, ttl_ms):
+                rejected = True
+        return _ROUTED_REJECTED if rejected else _ROUTED
+
+    # -- consuming -------------------------------------------------------------
+
+    def set_prefetch(self, count: int, *, global_: bool = False) -> None:
+        """basic.qos: per new consumer, or shared by the session with ``global_``."""
+        if global_:
+            self.global_prefetch = count
+            self._dispatch_all()
+        else:
+            self.consumer_prefetch = count
+
+    def consume(
+        self,
+        queue: str,
+        consumer_tag: str = "",
+        *,
+        no_ack: bool = False,
+        exclusive: bool = False,
+        arguments: dict[str, Any] | None = None,
+        dispatch: bool = True,
+    ) -> str:
+        """basic.consume; returns the consumer tag (generated for ``""``).
+
+        With ``dispatch=False`` nothing is delivered until :meth:`resume`, so a
+        front end can send consume-ok before the first delivery.
+        """
+        if consumer_tag and consumer_tag in self.consumers:
+            raise NotAllowed(f"attempt to reuse consumer tag '{consumer_tag}'")
+        name = self._queue_name(queue)
+        target = self.vhost.queue_for(name, self.connection)
+        arguments = dict(arguments or {})
+        priority = arguments.get("x-priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise PreconditionFailed(
+                f"invalid arg 'x-priority' for {target.resource}: "
+                f'"expected integer, got {amqp_type_name(priority)}"'
+            )
+        if target.exclusive_consumer is not None or (exclusive and target.consumers):
+            raise AccessRefused(f"{target.resource} in exclusive use")
+        tag = consumer_tag or random_name("amq.ctag-")
+        consumer = Consumer(
+            self,
+            target,
+            tag,
+            no_ack=no_ack,
+            exclusive=exclusive,
+            priority=priority,
+            prefetch=self.consumer_prefetch,
+            arguments=arguments,
+        )
+        self.consumers[tag] = consumer
+        target.add_consumer(consumer, dispatch=dispatch)
+        return tag
+
+    def cancel(self, consumer_tag: str) -> None:
+        """basic.cancel; unknown tags are ignored, as RabbitMQ does."""
+        consumer = self.consumers.pop(consumer_tag, None)
+        if consumer is not None:
+            consumer.queue.remove_consumer(consumer)
+
+    def server_cancelled(self, consumer: Consumer) -> None:
+        """The consumer's queue was deleted: forget it and tell the front end."""
+        if self.consumers.get(consumer.tag) is consumer:
+            del self.consumers[consumer.tag]
+            if not self.closed:
+                self.sink.consumer_cancelled(consumer.tag)
+
+    def deliver(self, consumer: Consumer, queue: Queue, entry: Entry) -> None:
+        """Hand one message to the sink (called by the queue's dispatch)."""
+        tag = self._next_tag
+        self._next_tag = tag + 1
+        consumer.delivered += 1
+        self.delivered += 1
+        if consumer.no_ack:
+            queue.acked += 1
+        else:
+            self._unacked[tag] = (entry, queue, consumer)
+            consumer.unacked += 1
+            self.global_unacked += 1
+        sink = self.sink
+        sink.deliver(consumer.tag, tag, entry.redelivered, entry.message)
+        if not sink.writable():
+            self.blocked = True
+
+    def get(self, queue: str, *, no_ack: bool = False) -> GetResult | None:
+        """basic.get; None when the queue is empty."""
+        target = self.vhost.queue_for(self._queue_name(queue), self.connection)
+        entry = target.get()
+        if entry is None:
+            return None
+        tag = self._next_tag
+        self._next_tag = tag + 1
+        self.delivered += 1
+        if no_ack:
+            target.settle_get_no_ack()
+        else:
+            self._unacked[tag] = (entry, target, None)
+            target.unacked_count += 1
+        return GetResult(tag, entry.redelivered, entry.message, target.ready_count)
+
+    # -- settling --------------------------------------------------------------
+
+    def _take(self, delivery_tag: int, multiple: bool) -> list[_Pending]:
+        unacked = self._unacked
+        if multiple:
+            if delivery_tag == 0:
+                taken = list(unacked.values())
+                unacked.clear()
+                return taken
+            if delivery_tag not in unacked:
+                raise PreconditionFailed(f"unknown delivery tag {delivery_tag}")
+            tags = []
+            for tag in unacked:
+                if tag > delivery_tag:
+                    break
+                tags.append(tag)
+            return [unacked.pop(tag) for tag in tags]
+        pending = unacked.pop(delivery_tag, None)
+        if pending is None:
+            raise PreconditionFailed(f"unknown delivery tag {delivery_tag}")
+        return [pending]
+
+    def _release_credit(self, taken: list[_Pending]) -> set[Queue]:
+        """Give the consumers' credit back; returns the queues that may dispatch now."""
+        queues: set[Queue] = set()
+        for _, _, consumer in taken:
+            if consumer is not None:
+                consumer.unacked -= 1
+                self.global_unacked -= 1
+                queues.add(consumer.queue)
+        if self.global_prefetch and queues:
+            queues.update(c.queue for c in self.consumers.values())
+        return queues
+
+    def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
+        """basic.ack."""
+        taken = self._take(delivery_tag, multiple)
+        self.acked += len(taken)
+        if len(taken) == 1:
+            _, queue, consumer = taken[0]
+            queue.unacked_count -= 1
+            queue.acked += 1
+            if consumer is not None:
+                consumer.unacked -= 1
+                self.global_unacked -= 1
+                if self.global_prefetch:
+                    self._dispatch_all()
+                else:
+                    queue.dispatch()
+            return
+        by_queue: dict[Queue, int] = {}
+        for _, queue, _ in taken:
+            by_queue[queue] = by_queue.get(queue, 0) + 1
+        for queue, count in by_queue.items():
+            queue.settle_acked(count)
+        for queue in self._release_credit(taken):
+            queue.dispatch()
+
+    def reject(self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True) -> None:
+        """basic.reject and basic.nack: requeue, or dead-letter / drop."""
+        taken = self._take(delivery_tag, multiple)
+        self.rejected += len(taken)
+        self._settle_rejected(taken, requeue)
+
+    def _settle_rejected(self, taken: list[_Pending], requeue: bool) -> None:
+        by_queue: dict[Queue, list[Entry]] = {}
+        for entry, queue, _ in taken:
+            by_queue.setdefault(queue, []).append(entry)
+        dispatch = self._release_credit(taken)
+        for queue, entries in by_queue.items():
+            if requeue:
+                queue.requeue(entries)
+            else:
+                queue.discard(entries, "rejected")
+        for queue in dispatch:
+            queue.dispatch()
+
+    def recover(self) -> None:
+        """basic.recover(requeue=True): requeue every unacked delivery."""
+        taken = list(self._unacked.values())
+        self._unacked.clear()
+        self._settle_rejected(taken, True)
+
+    def resume(self) -> None:
+        """The sink drained: deliver to this session's consumers again."""
+        self.blocked = False
+        self._dispatch_all()
+
+    def _dispatch_all(self) -> None:
+        for queue in {c.queue: None for c in list(self.consumers.values())}:
+            if self.blocked:
+                break
+            queue.dispatch()
+
+    def close(self) -> None:
+        """Cancel every consumer and requeue every unacked delivery; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        consumers = list(self.consumers.values())
+        self.consumers.clear()
+        for consumer in consumers:
+            consumer.queue.remove_consumer(consumer, auto_delete=False)
+        taken = list(self._unacked.values())
+        self._unacked.clear()
+        self.global_unacked = 0
+        by_queue: dict[Queue, list[Entry]] = {}
+        for entry, queue, _ in taken:
+            by_queue.setdefault(queue, []).append(entry)
+        for queue, entries in by_queue.items():
+            queue.requeue(entries)
+        for consumer in consumers:
+            consumer.queue.maybe_auto_delete()
+        self.connection.session_closed(self)
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters and credit of this session."""
+        return {
+            "consumers": len(self.consumers),
+            "messages_unacknowledged": len(self._unacked),
+            "prefetch_count": self.consumer_prefetch,
+            "global_prefetch_count": self.global_prefetch,
+            "blocked": self.blocked,
+            "next_delivery_tag": self._next_tag,
+            "published": self.published,
+            "unroutable": self.unroutable,
+            "delivered": self.delivered,
+            "acknowledged": self.acked,
+            "rejected": self.rejected,
+        }
+
+
+def _sender_selected(message: Message, headers: dict[str, Any]) -> tuple[tuple[str, ...], Message]:
+    """Routing keys from the CC and BCC headers; BCC is removed from the message."""
+    keys = [message.routing_key]
+    for name in ("CC", "BCC"):
+        if name not in headers:
+            continue
+        routes = headers[name]
+        if not isinstance(routes, list):
+            raise PreconditionFailed(
+                f'invalid message: {{unacceptable_type_in_header,"{name}",'
+                f"{amqp_type_name(routes)}}}"
+            )
+        for route in routes:
+            if isinstance(route, bytes):
+                route = route.decode("utf-8", "replace")
+            if isinstance(route, str):
+                keys.append(route)
+    if "BCC" in headers:
+        message = message.evolve(headers={k: v for k, v in headers.items() if k != "BCC"})
+    return tuple(keys), message

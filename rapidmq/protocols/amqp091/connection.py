@@ -1,0 +1,613 @@
+"""The server side of one AMQP 0-9-1 connection, without I/O.
+
+Theory of operation
+-------------------
+Bytes go in through :meth:`AMQPConnection.data_received`, frames to send pile up
+in :attr:`AMQPConnection.out` (one ``bytearray`` per connection, flushed by the
+transport once per loop turn), and time comes in through
+:meth:`AMQPConnection.handle_timer`.  The transport learns that there is output
+through the ``wake`` callback and that the socket must be closed through
+:attr:`AMQPConnection.closed`.
+
+The connection walks the handshake with a table of states::
+
+    HEADER --protocol header--> START --start-ok--> TUNE --tune-ok--> OPEN_WAIT
+    OPEN_WAIT --connection.open--> OPEN --close / error--> CLOSING --close-ok--> closed
+
+A method that the table does not expect in a state is a protocol error.  Once
+open, channel methods go to :class:`~rapidmq.protocols.amqp091.channel.Channel`.
+Core errors are turned into ``channel.close`` or ``connection.close`` by their
+scope with the one table :data:`REPLY_CODES`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pamqp import commands as spec
+
+from rapidmq import __version__
+from rapidmq.auth.sasl import SaslError, is_loopback, parse_amqplain, parse_plain
+from rapidmq.auth.users import UserStore
+from rapidmq.core.api import ClientInfo
+from rapidmq.core.broker import Broker, CoreConnection
+from rapidmq.core.errors import (
+    AccessRefused,
+    CommandInvalid,
+    CoreError,
+    NotAllowed,
+    NotFound,
+    NotImplementedFeature,
+    PreconditionFailed,
+    ResourceLimitExceeded,
+    ResourceLocked,
+)
+from rapidmq.protocols.amqp091 import encode
+from rapidmq.protocols.amqp091.channel import Channel, ChannelState
+from rapidmq.protocols.amqp091.constants import PROTOCOL_HEADER
+from rapidmq.protocols.amqp091.errors import FrameError, ProtocolHeaderMismatch
+from rapidmq.protocols.amqp091.events import (
+    AckReceived,
+    Event,
+    HeartbeatReceived,
+    MethodReceived,
+    ProtocolHeaderReceived,
+    PublishReceived,
+)
+from rapidmq.protocols.amqp091.frames import FrameParser
+
+__all__ = ["REPLY_CODES", "AMQPConnection", "AMQPSettings"]
+
+log = logging.getLogger("rapidmq.amqp")
+
+#: Core error -> (reply code, reply name), the one translation table of this front end.
+REPLY_CODES: dict[type[CoreError], tuple[int, str]] = {
+    AccessRefused: (403, "ACCESS_REFUSED"),
+    NotFound: (404, "NOT_FOUND"),
+    ResourceLocked: (405, "RESOURCE_LOCKED"),
+    PreconditionFailed: (406, "PRECONDITION_FAILED"),
+    ResourceLimitExceeded: (406, "PRECONDITION_FAILED"),
+    NotAllowed: (530, "NOT_ALLOWED"),
+    CommandInvalid: (503, "COMMAND_INVALID"),
+    NotImplementedFeature: (540, "NOT_IMPLEMENTED"),
+}
+
+FRAME_MIN_SIZE = 4096
+#: Above this many buffered output bytes, consumers on the connection are paused.
+OUTPUT_HIGH_WATER = 1 << 20
+#: How long to wait for close-ok after we send connection.close.
+CLOSE_TIMEOUT_S = 3.0
+
+_SERVER_CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": False,
+}
+
+
+@dataclass(slots=True)
+class AMQPSettings:
+    """What the AMQP front end needs to know from the broker's configuration."""
+
+    heartbeat_s: int = 60
+    frame_max: int = 131072
+    channel_max: int = 2047
+    handshake_timeout_s: float = 10.0
+    loopback_users: tuple[str, ...] = ("guest",)
+    cluster_name: str = "rapidmq"
+    mechanisms: tuple[str, ...] = field(default=("PLAIN", "AMQPLAIN"))
+
+
+class _State(enum.Enum):
+    HEADER = "awaiting protocol header"
+    START = "awaiting connection.start-ok"
+    TUNE = "awaiting connection.tune-ok"
+    OPEN_WAIT = "awaiting connection.open"
+    OPEN = "open"
+    CLOSING = "closing"
+
+
+class AMQPConnection:
+    """One client connection: handshake, channels, heartbeats and errors."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        users: UserStore,
+        settings: AMQPSettings,
+        peer: tuple[str, int],
+        wake: Callable[[], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.broker = broker
+        self.users = users
+        self.settings = settings
+        self.peer = peer
+        self.peer_name = f"{peer[0]}:{peer[1]}"
+        self._wake_cb = wake
+        self._woken = False
+        self._clock = clock
+        self.out = bytearray()
+        self.parser = FrameParser(frame_max=max(settings.frame_max, FRAME_MIN_SIZE))
+        self.state = _State.HEADER
+        self.closed = False  # the transport closes the socket once `out` is flushed
+        self.channels: dict[int, Channel] = {}
+        self.confirms_pending: set[Channel] = set()
+        self.frame_max = FRAME_MIN_SIZE
+        self.channel_max = settings.channel_max
+        self.heartbeat_s = 0
+        self.user = ""
+        self.vhost = ""
+        self.client_properties: dict[str, Any] = {}
+        self.core: CoreConnection = None  # type: ignore[assignment]  # set on connection.open
+        self.blocked = False
+        self._paused_consumers = False
+        now = clock()
+        self._created = now
+        self._last_recv = now
+        self._sent_since_tick = False
+        self._close_deadline = 0.0
+
+    # -- transport face ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._wake_cb()
+
+    def writable(self) -> bool:
+        if len(self.out) < OUTPUT_HIGH_WATER:
+            return True
+        self._paused_consumers = True
+        return False
+
+    def data_to_send(self) -> bytes:
+        """Everything buffered for the socket, emptying the buffer."""
+        self._woken = False
+        if not self.out:
+            return b""
+        data = bytes(self.out)
+        self.out.clear()
+        self._sent_since_tick = True
+        return data
+
+    def output_drained(self) -> None:
+        """The transport flushed the buffer: resume consumers paused by back-pressure."""
+        if self._paused_consumers and len(self.out) < OUTPUT_HIGH_WATER:
+            self._paused_consumers = False
+            for channel in list(self.channels.values()):
+                if channel.state is ChannelState.OPEN:
+                    channel.session.resume()
+
+    def client_capability(self, name: str) -> bool:
+        caps = self.client_properties.get("capabilities")
+        return isinstance(caps, dict) and bool(caps.get(name))
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._last_recv = self._clock()
+        try:
+            events = self.parser.receive_data(data)
+        except ProtocolHeaderMismatch:
+            self.out += PROTOCOL_HEADER
+            self._finish("bad protocol header")
+            return
+        except FrameError as err:
+            # Events parsed before the bad frame are handled, then the connection ends.
+            log.warning("closing AMQP connection %s: %s", self.peer_name, err.text)
+            self._handle_events(err.events)
+            if not self.closed and self.state is not _State.CLOSING:
+                self._connection_error(err.reply_code, err.text, err.class_id, err.method_id)
+            return
+        self._handle_events(events)
+
+    def _handle_events(self, events: list[Event]) -> None:
+        channels = self.channels
+        for event in events:
+            kind = type(event)
+            if kind is PublishReceived:
+                channel = channels.get(event.channel)  # type: ignore[union-attr]
+                if channel is None or channel.state is not ChannelState.OPEN:
+                    self._frame_on_bad_channel(event.channel, 60, 40)  # type: ignore[union-attr]
+                else:
+                    try:
+                        channel.handle_publish(event)  # type: ignore[arg-type]
+                    except CoreError as err:
+                        self._core_error(channel, err, 60, 40)
+            elif kind is AckReceived:
+                channel = channels.get(event.channel)  # type: ignore[union-attr]
+                if channel is None or channel.state is not ChannelState.OPEN:
+                    self._frame_on_bad_channel(event.channel, 60, 80)  # type: ignore[union-attr]
+                else:
+                    try:
+                        channel.handle_ack(event.delivery_tag, event.multiple)  # type: ignore[union-attr]
+                    except CoreError as err:
+                        self._core_error(channel, err, 60, 80)
+            elif kind is MethodReceived:
+                self._method(event.channel, event.method)  # type: ignore[union-attr]
+            elif kind is ProtocolHeaderReceived:
+                self._send_start()
+            elif kind is HeartbeatReceived:
+                pass
+            if self.closed or self.state is _State.CLOSING:
+                break
+        if self.confirms_pending:
+            for channel in self.confirms_pending:
+                channel.flush_confirms()
+            self.confirms_pending.clear()
+
+    def handle_timer(self, now: float) -> float:
+        """Enforce timeouts and send heartbeats. Returns seconds until the next call."""
+        if self.closed:
+            return 3600.0
+        if self.state is _State.CLOSING:
+            if now >= self._close_deadline:
+                self._finish("close-ok not received")
+            return max(0.05, self._close_deadline - now)
+        if self.state is not _State.OPEN:
+            deadline = self._created + self.settings.handshake_timeout_s
+            if now >= deadline:
+                log.warning(
+                    "closing AMQP connection %s: handshake not finished within %ss",
+                    self.peer_name,
+                    self.settings.handshake_timeout_s,
+                )
+                self._finish("handshake timeout")
+                return 3600.0
+            # Poll briefly during the handshake so heartbeats start as soon as it ends.
+            return min(deadline - now, 0.25)
+        hb = self.heartbeat_s
+        if not hb:
+            return 3600.0
+        if now - self._last_recv > 2 * hb:
+            log.warning(
+                "closing AMQP connection %s: missed heartbeats from client, timeout: %ss",
+                self.peer_name,
+                hb,
+            )
+            self._finish("missed heartbeats")
+            return 3600.0
+        if not self._sent_since_tick and not self.out:
+            encode.encode_heartbeat(self.out)
+            self.wake()
+        self._sent_since_tick = False
+        return hb / 2
+
+    def connection_lost(self) -> None:
+        """The socket is gone: release everything held in the core."""
+        if self.state in (_State.OPEN, _State.CLOSING) and not self.closed:
+            log.info("AMQP connection %s closed by the peer", self.peer_name)
+        self._release()
+        self.closed = True
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        """The broker is stopping: close with 320 CONNECTION_FORCED."""
+        if self.closed:
+            return
+        if self.state is _State.OPEN:
+            text = f"CONNECTION_FORCED - broker forced connection closure with reason '{reason}'"
+            self._send_connection_close(320, text, 0, 0)
+        elif self.state is not _State.CLOSING:
+            self._finish(reason)
+
+    def set_blocked(self, blocked: bool, reason: str = "low on memory") -> None:
+        """Tell the client that publishing is blocked (or unblocked again)."""
+        if blocked == self.blocked:
+            return
+        self.blocked = blocked
+        if self.state is _State.OPEN and self.client_capability("connection.blocked"):
+            method = (
+                spec.Connection.Blocked(reason=reason) if blocked else spec.Connection.Unblocked()
+            )
+            encode.encode_method(self.out, 0, method)
+            self.wake()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "peer": self.peer_name,
+            "user": self.user,
+            "vhost": self.vhost,
+            "state": self.state.value,
+            "channels": len(self.channels),
+            "frame_max": self.frame_max,
+            "heartbeat": self.heartbeat_s,
+            "pending_output_bytes": len(self.out),
+        }
+
+    # -- handshake -----------------------------------------------------------------------
+
+    def _send_start(self) -> None:
+        self.state = _State.START
+        props: dict[str, Any] = {
+            "product": "RapidMQ",
+            "version": __version__,
+            "platform": "Python",
+            "cluster_name": self.settings.cluster_name,
+            "copyright": "RapidMQ contributors",
+            "information": "Licensed under the Apache License 2.0",
+            "capabilities": _SERVER_CAPABILITIES,
+        }
+        method = spec.Connection.Start(
+            server_properties=props,
+            mechanisms=" ".join(self.settings.mechanisms),
+            locales="en_US",
+        )
+        encode.encode_method(self.out, 0, method)
+        self.wake()
+
+    def _start_ok(self, m: spec.Connection.StartOk) -> None:
+        self.client_properties = dict(m.client_properties or {})
+        mechanism = m.mechanism
+        response = m.response
+        raw = response.encode("latin-1") if isinstance(response, str) else bytes(response)
+        try:
+            if mechanism == "PLAIN":
+                username, password = parse_plain(raw)
+            elif mechanism == "AMQPLAIN":
+                username, password = parse_amqplain(raw)
+            else:
+                self._refuse_login(
+                    f"ACCESS_REFUSED - unsupported authentication mechanism '{mechanism}'"
+                )
+                return
+        except SaslError as err:
+            self._refuse_login(f"ACCESS_REFUSED - {err}")
+            return
+        user = self.users.authenticate(username, password)
+        if (
+            user is not None
+            and username in self.settings.loopback_users
+            and not is_loopback(self.peer[0])
+        ):
+            user = None
+            log.warning(
+                "user '%s' may only connect via localhost (connection from %s)",
+                username,
+                self.peer_name,
+            )
+        if user is None:
+            log.warning(
+                "AMQP login refused for user '%s' from %s using %s",
+                username,
+                self.peer_name,
+                mechanism,
+            )
+            self._refuse_login(
+                f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
+                "For details see the broker logfile."
+            )
+            return
+        self.user = username
+        self.state = _State.TUNE
+        tune = spec.Connection.Tune(
+            channel_max=self.settings.channel_max,
+            frame_max=self.settings.frame_max,
+            heartbeat=self.settings.heartbeat_s,
+        )
+        encode.encode_method(self.out, 0, tune)
+        self.wake()
+
+    def _refuse_login(self, text: str) -> None:
+        # RabbitMQ sends connection.close 403 to clients that can take it, then closes.
+        encode.encode_method(
+            self.out, 0, spec.Connection.Close(reply_code=403, reply_text=text[:255])
+        )
+        self._finish("login refused")
+
+    def _tune_ok(self, m: spec.Connection.TuneOk) -> None:
+        server_frame_max = self.settings.frame_max
+        frame_max = m.frame_max
+        if frame_max and frame_max < FRAME_MIN_SIZE:
+            self._connection_error(
+                530, f"NOT_ALLOWED - frame_max={frame_max} < {FRAME_MIN_SIZE} min size", 10, 31
+            )
+            return
+        if server_frame_max and (frame_max == 0 or frame_max > server_frame_max):
+            self._connection_error(
+                530,
+                f"NOT_ALLOWED - negotiated frame_max = {frame_max} is higher than the "
+                f"maximum allowed value ({server_frame_max})",
+                10,
+                31,
+            )
+            return
+        self.frame_max = frame_max
+        self.parser.frame_max = frame_max
+        channel_max = m.channel_max or self.settings.channel_max
+        self.channel_max = min(channel_max, self.settings.channel_max or 65535)
+        self.heartbeat_s = m.heartbeat
+        self.state = _State.OPEN_WAIT
+
+    def _open(self, m: spec.Connection.Open) -> None:
+        vhost = m.virtual_host or "/"
+        info = ClientInfo(
+            protocol="amqp091",
+            peer=self.peer_name,
+            name=str(self.client_properties.get("connection_name", "")),
+            user=self.user,
+        )
+        try:
+            self.core = self.broker.connect(vhost, info)
+        except CoreError as err:
+            code, name = REPLY_CODES.get(type(err), (530, "NOT_ALLOWED"))
+            self._connection_error(code, f"{name} - {err.text}", 10, 40)
+            return
+        self.vhost = vhost
+        self.state = _State.OPEN
+        encode.encode_method(self.out, 0, spec.Connection.OpenOk())
+        self.wake()
+        log.info(
+            "accepting AMQP connection %s (user '%s', vhost '%s')",
+            self.peer_name,
+            self.user,
+            vhost,
+        )
+
+    # -- methods -------------------------------------------------------------------------
+
+    def _method(self, channel_id: int, method: Any) -> None:
+        kind = type(method)
+        state = self.state
+        if state is _State.CLOSING:
+            if kind is spec.Connection.CloseOk:
+                self._finish("closed")
+            elif kind is spec.Connection.Close:
+                encode.encode_method(self.out, 0, spec.Connection.CloseOk())
+                self._finish("closed")
+            return
+        if channel_id == 0:
+            self._connection_method(method)
+            return
+        if state is not _State.OPEN:
+            self._connection_error(504, "CHANNEL_ERROR - expected 'connection.open'", *_ids(method))
+            return
+        channel = self.channels.get(channel_id)
+        if kind is spec.Channel.Open:
+            if channel is not None:
+                self._connection_error(504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10)
+            elif channel_id > self.channel_max:
+                self._connection_error(
+                    530,
+                    f"NOT_ALLOWED - channel number {channel_id} exceeds the negotiated "
+                    f"channel_max {self.channel_max}",
+                    20,
+                    10,
+                )
+            else:
+                self.channels[channel_id] = Channel(self, channel_id)
+                encode.encode_method(self.out, channel_id, spec.Channel.OpenOk())
+                self.wake()
+            return
+        if channel is None:
+            self._connection_error(504, "CHANNEL_ERROR - expected 'channel.open'", *_ids(method))
+            return
+        if channel.state is ChannelState.CLOSING:
+            if kind is spec.Channel.CloseOk:
+                del self.channels[channel_id]
+            elif kind is spec.Channel.Close:
+                encode.encode_method(self.out, channel_id, spec.Channel.CloseOk())
+                self.wake()
+            return  # everything else is discarded until close-ok, as the spec says
+        if kind is spec.Channel.Close:
+            channel.close_session()
+            self.confirms_pending.discard(channel)
+            del self.channels[channel_id]
+            encode.encode_method(self.out, channel_id, spec.Channel.CloseOk())
+            self.wake()
+            return
+        if kind is spec.Channel.CloseOk:
+            return
+        try:
+            channel.handle_method(method)
+        except CoreError as err:
+            self._core_error(channel, err, *_ids(method))
+
+    def _connection_method(self, method: Any) -> None:
+        kind = type(method)
+        state = self.state
+        if state is _State.START and kind is spec.Connection.StartOk:
+            self._start_ok(method)
+        elif state is _State.TUNE and kind is spec.Connection.TuneOk:
+            self._tune_ok(method)
+        elif state is _State.OPEN_WAIT and kind is spec.Connection.Open:
+            self._open(method)
+        elif kind is spec.Connection.Close:
+            self._release()
+            encode.encode_method(self.out, 0, spec.Connection.CloseOk())
+            self._finish("closed by client")
+        elif state is _State.OPEN and kind is spec.Connection.CloseOk:
+            self._finish("closed")
+        elif state is _State.OPEN and kind is spec.Connection.UpdateSecret:
+            self._connection_error(540, "NOT_IMPLEMENTED - connection.update_secret", 10, 70)
+        else:
+            text = f"CHANNEL_ERROR - unexpected method in connection state {self._state_name()}"
+            if state is _State.OPEN:
+                self._connection_error(504, text, *_ids(method))
+            else:
+                log.warning("closing AMQP connection %s: %s", self.peer_name, text)
+                self._finish("handshake error")
+
+    def _state_name(self) -> str:
+        # RabbitMQ's names for the reader states, used in its reply texts.
+        return {
+            _State.START: "starting",
+            _State.TUNE: "tuning",
+            _State.OPEN_WAIT: "opening",
+            _State.OPEN: "running",
+        }.get(self.state, "closing")
+
+    # -- errors --------------------------------------------------------------------------
+
+    def _core_error(self, channel: Channel, err: CoreError, class_id: int, method_id: int) -> None:
+        code, name = REPLY_CODES.get(type(err), (541, "INTERNAL_ERROR"))
+        text = f"{name} - {err.text}"
+        if err.scope == "connection" or code >= 500:
+            if isinstance(err, ResourceLimitExceeded):
+                code, text = 530, f"NOT_ALLOWED - {err.text}"
+            self._connection_error(code, text, class_id, method_id)
+            return
+        channel.flush_confirms()
+        self.confirms_pending.discard(channel)
+        channel.close_session()
+        channel.state = ChannelState.CLOSING
+        method = spec.Channel.Close(
+            reply_code=code, reply_text=text[:255], class_id=class_id, method_id=method_id
+        )
+        encode.encode_method(self.out, channel.id, method)
+        self.wake()
+
+    def _frame_on_bad_channel(self, channel_id: int, class_id: int, method_id: int) -> None:
+        channel = self.channels.get(channel_id)
+        if channel is not None:
+            return  # a closing channel discards until close-ok
+        self._connection_error(504, "CHANNEL_ERROR - expected 'channel.open'", class_id, method_id)
+
+    def _connection_error(self, code: int, text: str, class_id: int, method_id: int) -> None:
+        if self.state in (_State.HEADER, _State.START):
+            # Before tune the client cannot be told why; RabbitMQ just closes.
+            self._finish(text)
+            return
+        self._send_connection_close(code, text, class_id, method_id)
+
+    def _send_connection_close(self, code: int, text: str, class_id: int, method_id: int) -> None:
+        self._release()
+        method = spec.Connection.Close(
+            reply_code=code, reply_text=text[:255], class_id=class_id, method_id=method_id
+        )
+        encode.encode_method(self.out, 0, method)
+        self.state = _State.CLOSING
+        self._close_deadline = self._clock() + CLOSE_TIMEOUT_S
+        self.wake()
+
+    def _release(self) -> None:
+        for channel in self.channels.values():
+            if channel.state is ChannelState.OPEN:
+                channel.close_session()
+                channel.state = ChannelState.CLOSING
+        self.confirms_pending.clear()
+        if self.core is not None:
+            core, self.core = self.core, None  # type: ignore[assignment]
+            core.close()
+
+    def _finish(self, reason: str) -> None:
+        self._release()
+        self.closed = True
+        self.wake()
+
+
+def _ids(method: Any) -> tuple[int, int]:
+    index: int = method.index
+    return index >> 16, index & 0xFFFF

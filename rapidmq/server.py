@@ -1,0 +1,191 @@
+"""``rapidmq serve``: the broker process.
+
+The task tree is one root task group holding a task per listener, the core's
+timer, and the signal watcher; each listener's connections run in the
+listener's own task group (ARCHITECTURE.md §2).  SIGTERM or SIGINT stops the
+broker gracefully: listeners close first, then every connection is closed with
+320 CONNECTION_FORCED, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from rapidmq.auth.users import UserStore
+from rapidmq.config import Settings
+from rapidmq.core.broker import Broker
+from rapidmq.protocols.amqp091.connection import AMQPConnection, AMQPSettings
+from rapidmq.transport.tcp import ConnectionHandler, ListenError, SocketConnection, open_listener
+
+__all__ = ["Server", "run"]
+
+log = logging.getLogger("rapidmq")
+
+#: How long open connections get to finish closing on shutdown.
+SHUTDOWN_GRACE_S = 5.0
+#: How often the core's timers (message TTL, queue expiry) are checked.
+TICK_S = 0.05
+
+
+class Server:
+    """The broker's listeners and connections, around one core ``Broker``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker = Broker()
+        self.users = UserStore()
+        if settings.default_user:
+            self.users.add_user(
+                settings.default_user, settings.default_pass, tags=("administrator",)
+            )
+        self.amqp_settings = AMQPSettings(
+            heartbeat_s=settings.heartbeat_s,
+            frame_max=settings.frame_max,
+            channel_max=settings.channel_max,
+            handshake_timeout_s=settings.handshake_timeout_s,
+            loopback_users=tuple(settings.loopback_users),
+        )
+        self.connections: set[SocketConnection] = set()
+        self.ports: dict[str, int | None] = {"amqp": None, "mqtt": None, "http": None}
+        self._listeners: list[anyio.abc.SocketListener] = []
+        self._stopping = False
+
+    def _amqp_handler(self, peer: tuple[str, int], wake: Callable[[], None]) -> ConnectionHandler:
+        return AMQPConnection(self.broker, self.users, self.amqp_settings, peer, wake)
+
+    async def _serve_listener(
+        self,
+        listener: anyio.abc.SocketListener,
+        factory: Callable[[tuple[str, int], Callable[[], None]], ConnectionHandler],
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def handle(stream: anyio.abc.SocketStream) -> None:
+                if self._stopping:
+                    await stream.aclose()
+                    return
+                conn = SocketConnection(stream, factory)
+                self.connections.add(conn)
+                try:
+                    await conn.run()
+                finally:
+                    self.connections.discard(conn)
+
+            # The listener is closed for shutdown, which ends serve().
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                await listener.serve(handle, task_group=tg)
+            # Let open connections finish their close handshake.
+            with anyio.move_on_after(SHUTDOWN_GRACE_S):
+                while self.connections:
+                    await anyio.sleep(0.02)
+            tg.cancel_scope.cancel()
+
+    async def _tick(self) -> None:
+        broker = self.broker
+        while True:
+            await anyio.sleep(TICK_S)
+            deadline = broker.next_deadline()
+            if deadline is not None and deadline <= time.monotonic():
+                broker.tick()
+
+    async def start(self) -> None:
+        """Bind every configured listener. Raises ListenError with a one-line reason."""
+        self._stopped = anyio.Event()
+        s = self.settings
+        if s.amqp_port is not None:
+            listener = await open_listener(s.bind, s.amqp_port, name="AMQP", flag="--amqp-port")
+            self._listeners.append(listener)
+            self.ports["amqp"] = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until stop() is called. Listeners must have been started."""
+        async with anyio.create_task_group() as tg:
+            for listener in self._listeners:
+                tg.start_soon(self._serve_listener, listener, self._amqp_handler)
+            tg.start_soon(self._tick)
+            task_status.started()
+            await self._stopped.wait()
+            tg.cancel_scope.cancel()
+
+    async def stop(self) -> None:
+        """Stop accepting, close connections with 320 CONNECTION_FORCED, then return."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for listener in self._listeners:
+            await listener.aclose()
+        for conn in list(self.connections):
+            conn.shutdown()
+        with anyio.move_on_after(SHUTDOWN_GRACE_S):
+            while self.connections:
+                await anyio.sleep(0.02)
+        self._stopped.set()
+
+    def ready_line(self) -> str:
+        def show(port: int | None) -> str:
+            return "off" if port is None else str(port)
+
+        p = self.ports
+        return f"rapidmq ready amqp={show(p['amqp'])} mqtt={show(p['mqtt'])} http={show(p['http'])}"
+
+    _stopped: anyio.Event
+
+
+async def _main(settings: Settings) -> int:
+    server = Server(settings)
+    try:
+        await server.start()
+    except ListenError as err:
+        print(f"rapidmq: {err}", file=sys.stderr, flush=True)
+        return 1
+    # Signals are watched before the ready line goes out, so a SIGTERM sent the
+    # moment a supervisor sees the line still stops the broker gracefully.
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.serve)
+            print(server.ready_line(), flush=True)
+            log.info("%s", server.ready_line())
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                break
+            await server.stop()
+    log.info("stopped")
+    return 0
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(settings: Settings) -> int:
+    """Run the broker until SIGTERM/SIGINT; returns the process exit code."""
+    _configure_logging(settings.log_level)
+    backend = settings.backend
+    options: dict[str, Any] = {}
+    if backend == "asyncio":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            options["use_uvloop"] = True
+    main: Callable[[Settings], Awaitable[int]] = _main
+    try:
+        return anyio.run(main, settings, backend=backend, backend_options=options)
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,23 @@
+"""Fixtures for the core's unit tests."""
+
+from __future__ import annotations
+
+import pytest
+from core_support import WALL_CLOCK_S, Client, FakeClock, connect
+
+from rapidmq.core import Broker
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def broker(clock: FakeClock) -> Broker:
+    return Broker(clock=clock, wall_clock=lambda: WALL_CLOCK_S)
+
+
+@pytest.fixture
+def client(broker: Broker) -> Client:
+    return connect(broker)

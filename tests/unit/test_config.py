@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rapidmq.config import SETTINGS, ConfigError, Settings, load_settings
+from rapidmq.errors import RapidMQError
+
+# One non-default value per setting: (as typed in a flag or variable, as a TOML value, parsed).
+SAMPLES: dict[str, tuple[str, str, object]] = {
+    "amqp_port": ("5673", "5673", 5673),
+    "mqtt_port": ("off", '"off"', None),
+    "http_port": ("0", "0", 0),
+    "bind": ("127.0.0.1", '"127.0.0.1"', "127.0.0.1"),
+    "data_dir": ("/var/lib/rapidmq", '"/var/lib/rapidmq"', "/var/lib/rapidmq"),
+    "backend": ("asyncio", '"asyncio"', "asyncio"),
+    "log_level": ("DEBUG", '"debug"', "debug"),
+    "heartbeat_s": ("0", "0", 0),
+    "frame_max": ("4096", "4096", 4096),
+    "channel_max": ("64", "64", 64),
+    "default_vhost": ("prod", '"prod"', "prod"),
+    "default_user": ("admin", '"admin"', "admin"),
+    "default_pass": ("s3cret", '"s3cret"', "s3cret"),
+    "loopback_users": ("admin, ops", '["admin", "ops"]', ("admin", "ops")),
+    "handshake_timeout_s": ("2.5", "2.5", 2.5),
+}
+
+
+def write(tmp_path: Path, text: str, name: str = "rapidmq.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def config_error(argv: dict[str, object], env: dict[str, str], file: str | None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(argv, env, file)
+    return str(caught.value)
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    assert dataclasses.asdict(load_settings({}, {}, None)) == {
+        "amqp_port": 5672,
+        "mqtt_port": 1883,
+        "http_port": 15672,
+        "bind": "0.0.0.0",
+        "data_dir": "./rapidmq-data",
+        "backend": "trio",
+        "log_level": "info",
+        "heartbeat_s": 60,
+        "frame_max": 131072,
+        "channel_max": 2047,
+        "default_vhost": "/",
+        "default_user": "guest",
+        "default_pass": "guest",
+        "loopback_users": ("guest",),
+        "handshake_timeout_s": 10.0,
+    }
+
+
+def test_samples_cover_every_setting() -> None:
+    assert sorted(SAMPLES) == sorted(info.name for info in SETTINGS)
+    assert sorted(SAMPLES) == sorted(field.name for field in dataclasses.fields(Settings))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_setting_has_a_flag_an_env_variable_and_a_toml_key(name: str, tmp_path: Path) -> None:
+    raw, toml_value, parsed = SAMPLES[name]
+    info = next(info for info in SETTINGS if info.name == name)
+    assert (info.flag, info.env) == ("--" + name.replace("_", "-"), "RAPIDMQ_" + name.upper())
+    expected = dataclasses.replace(Settings(), **{name: parsed})
+    file = write(tmp_path, f"{name} = {toml_value}\n")
+    assert load_settings({name: raw}, {}, None) == expected
+    assert load_settings({}, {info.env: raw}, None) == expected
+    assert load_settings({}, {}, file) == expected
+
+
+def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
+    file = write(tmp_path, "amqp_port = 1001\nmqtt_port = 1002\nhttp_port = 1003\n")
+    env = {"RAPIDMQ_MQTT_PORT": "2002", "RAPIDMQ_HTTP_PORT": "2003"}
+    settings = load_settings({"http_port": "3003", "bind": None}, env, file)
+    assert settings == Settings(amqp_port=1001, mqtt_port=2002, http_port=3003)
+
+
+def test_config_file_comes_from_rapidmq_config_unless_the_flag_names_one(tmp_path: Path) -> None:
+    from_env = write(tmp_path, "amqp_port = 1111\n", "env.toml")
+    from_flag = write(tmp_path, "amqp_port = 2222\n", "flag.toml")
+    env = {"RAPIDMQ_CONFIG": from_env}
+    assert load_settings({}, env, None) == Settings(amqp_port=1111)
+    assert load_settings({}, env, from_flag) == Settings(amqp_port=2222)
+
+
+def test_empty_environment_variables_count_as_unset() -> None:
+    env = {"RAPIDMQ_AMQP_PORT": "", "RAPIDMQ_CONFIG": " ", "RAPIDMQ_BIND": ""}
+    assert load_settings({}, env, None) == Settings()
+
+
+def test_listeners_table_is_an_alias_for_the_port_keys(tmp_path: Path) -> None:
+    file = write(
+        tmp_path,
+        '[listeners]\namqp = 5673\nmqtt = "off"\nhttp = 0\nbind = "127.0.0.1"\n',
+    )
+    assert load_settings({}, {}, file) == Settings(
+        amqp_port=5673, mqtt_port=None, http_port=0, bind="127.0.0.1"
+    )
+
+
+def test_dashed_toml_keys_and_none_loopback_users(tmp_path: Path) -> None:
+    file = write(tmp_path, 'amqp-port = "OFF"\nloopback_users = []\n')
+    assert load_settings({}, {}, file) == Settings(amqp_port=None, loopback_users=())
+    assert load_settings({"loopback_users": "none"}, {}, None) == Settings(loopback_users=())
+
+
+@given(st.integers(min_value=0, max_value=65535))
+def test_any_port_number_is_accepted(port: int) -> None:
+    others = {"mqtt_port": "off", "http_port": "off"}
+    assert load_settings({"amqp_port": str(port), **others}, {}, None) == Settings(
+        amqp_port=port, mqtt_port=None, http_port=None
+    )
+
+
+@given(st.integers().filter(lambda n: not 0 <= n <= 65535))
+def test_ports_outside_the_range_are_refused(port: int) -> None:
+    assert config_error({"amqp_port": str(port)}, {}, None) == (
+        f"rapidmq: --amqp-port '{port}': "
+        'must be a port number 0..65535 (0 = any free port) or "off"'
+    )
+
+
+def test_bad_flag_names_the_flag() -> None:
+    assert config_error({"backend": "gevent"}, {}, None) == (
+        "rapidmq: --backend 'gevent': must be one of trio, asyncio"
+    )
+
+
+def test_bad_environment_variable_names_the_variable() -> None:
+    assert config_error({}, {"RAPIDMQ_FRAME_MAX": "1024"}, None) == (
+        "rapidmq: RAPIDMQ_FRAME_MAX='1024': must be a whole number 4096..4294967295"
+    )
+
+
+def test_unknown_toml_key_names_its_line_and_the_likely_fix(tmp_path: Path) -> None:
+    file = write(tmp_path, "# RapidMQ\n\namqp_prot = 5673\n")
+    assert config_error({}, {}, file) == (
+        f"rapidmq: config file {file} line 3: unknown key 'amqp_prot'; did you mean 'amqp_port'?"
+    )
+
+
+def test_bad_value_inside_the_listeners_table_names_its_line(tmp_path: Path) -> None:
+    file = write(tmp_path, 'data_dir = "/tmp/x"\n[listeners]\namqp = 5673\nmqtt = 99999\n')
+    assert config_error({}, {}, file) == (
+        f"rapidmq: config file {file} line 4: listeners.mqtt = 99999: "
+        'must be a port number 0..65535 (0 = any free port) or "off"'
+    )
+
+
+def test_dotted_alias_key_is_found_on_its_line(tmp_path: Path) -> None:
+    file = write(tmp_path, "bind = '::'\nlisteners.htp = 1\n")
+    assert config_error({}, {}, file) == (
+        f"rapidmq: config file {file} line 2: unknown key 'listeners.htp'; did you mean 'http'?"
+    )
+
+
+def test_toml_booleans_are_not_numbers(tmp_path: Path) -> None:
+    file = write(tmp_path, "heartbeat_s = true\n")
+    assert config_error({}, {}, file) == (
+        f"rapidmq: config file {file} line 1: heartbeat_s = True: must be a whole number 0..65535"
+    )
+
+
+def test_setting_given_twice_in_the_file_is_refused(tmp_path: Path) -> None:
+    file = write(tmp_path, "amqp_port = 1\n[listeners]\namqp = 2\n")
+    assert config_error({}, {}, file) == (
+        f"rapidmq: config file {file} line 3: listeners.amqp repeats amqp_port; keep only one"
+    )
+
+
+def test_unparsable_file_names_its_line(tmp_path: Path) -> None:
+    file = write(tmp_path, "amqp_port = 5673\nmqtt_port 1884\n")
+    assert config_error({}, {}, file) == (
+        f"rapidmq: config file {file} line 2: not valid TOML: "
+        "Expected '=' after a key in a key/value pair"
+    )
+
+
+def test_missing_file_names_where_it_was_given(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.toml")
+    assert config_error({}, {}, missing) == (
+        f"rapidmq: config file {missing} not found; fix --config"
+    )
+    assert config_error({}, {"RAPIDMQ_CONFIG": missing}, None) == (
+        f"rapidmq: config file {missing} not found; fix RAPIDMQ_CONFIG"
+    )
+
+
+def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('default_pass = "caf\xe9"\n'.encode("latin-1"))
+    assert config_error({}, {}, str(path)) == (
+        f"rapidmq: config file {path} is not UTF-8 text; fix --config"
+    )
+
+
+def test_two_listeners_on_one_port_are_refused() -> None:
+    assert config_error({"mqtt_port": "5672"}, {}, None) == (
+        "rapidmq: amqp_port and mqtt_port are both 5672; give one another port (--mqtt-port)"
+    )
+
+
+def test_free_and_off_ports_never_conflict() -> None:
+    settings = load_settings({"amqp_port": "0", "mqtt_port": "0", "http_port": "off"}, {}, None)
+    assert settings == Settings(amqp_port=0, mqtt_port=0, http_port=None)
+
+
+def test_unknown_option_is_refused() -> None:
+    assert config_error({"amqp": "1"}, {}, None) == "rapidmq: unknown option 'amqp'"
+
+
+def test_config_error_is_one_prefixed_line() -> None:
+    err = ConfigError("first\nsecond  part")
+    assert isinstance(err, RapidMQError)
+    assert str(err) == "rapidmq: first second part"
+    assert str(ConfigError("rapidmq: already prefixed")) == "rapidmq: already prefixed"
+
+
+def test_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = [
+        f"| `{info.name}` | `{info.flag} {info.metavar}` | `{info.env}` "
+        f"| `{info.show_default()}` | {info.help} |"
+        for info in SETTINGS
+    ]
+    assert [row for row in rows if row not in doc] == []
+
+
+def test_packaged_example_config_loads_as_documented() -> None:
+    example = Path(__file__).parents[2] / "packaging" / "rapidmq.toml"
+    assert load_settings({}, {}, str(example)) == Settings(data_dir="/var/lib/rapidmq")
