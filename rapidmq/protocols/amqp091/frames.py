@@ -124,7 +124,7 @@ def decode_method(index: int, arguments: bytes) -> Frame:
     cls, plan = METHOD_PLANS[index]
     # pamqp warns on constructing the deprecated basic.recover-async; every field
     # is set from the plan below, so skipping __init__ loses nothing.
-    method: Frame = cls.__new__(cls) if index == _RECOVER_ASYNC else cls()
+    method: Frame = object.__new__(cls) if index == _RECOVER_ASYNC else cls()
     offset = 0
     value: Any
     try:
