@@ -196,3 +196,17 @@ async def test_connection_blocked_is_announced(server: Server) -> None:
     conn.handler.set_blocked(False)  # type: ignore[attr-defined]
     await client.expect(commands.Connection.Unblocked)
     await client.aclose()
+
+
+async def test_access_request_is_answered_with_ticket_1(server: Server) -> None:
+    from rapidmq.protocols.amqp091.access import AccessRequest
+
+    client = await connect(amqp_port(server))
+    await client.open_channel(1)
+    await client.send(1, AccessRequest(realm="/data"))
+    expected = struct.pack(">BHI", 1, 1, 6) + struct.pack(">HHH", 30, 11, 1) + b"\xce"
+    with anyio.fail_after(5):
+        while len(client.buffer) < len(expected):
+            client.buffer += await client.stream.receive()
+    assert bytes(client.buffer) == expected
+    await client.aclose()

@@ -31,6 +31,7 @@ from pamqp import commands as spec
 from rapidmq.core.errors import CommandInvalid, NotImplementedFeature, PreconditionFailed
 from rapidmq.core.message import Message
 from rapidmq.protocols.amqp091 import encode
+from rapidmq.protocols.amqp091.access import AccessRequest, AccessRequestOk
 from rapidmq.protocols.amqp091.events import PublishReceived
 from rapidmq.protocols.amqp091.properties import encode_properties
 
@@ -393,6 +394,9 @@ class Channel:
         self._tx_ops.clear()
         self.send(spec.Tx.RollbackOk())
 
+    def _access_request(self, m: AccessRequest) -> None:
+        self.send(AccessRequestOk(ticket=1))
+
     def _channel_flow(self, m: spec.Channel.Flow) -> None:
         if not m.active:
             raise NotImplementedFeature("active=false")
@@ -424,4 +428,5 @@ _HANDLERS: dict[type[Any], Callable[[Channel, Any], None]] = {
     spec.Tx.Commit: Channel._tx_commit,
     spec.Tx.Rollback: Channel._tx_rollback,
     spec.Channel.Flow: Channel._channel_flow,
+    AccessRequest: Channel._access_request,
 }

@@ -27,6 +27,7 @@ from pamqp import commands
 from pamqp.base import Frame
 
 from rapidmq.core.message import EMPTY_PROPERTIES, Properties
+from rapidmq.protocols.amqp091.access import ACCESS_METHODS
 from rapidmq.protocols.amqp091.constants import (
     ACCEPTED_PROTOCOL_HEADERS,
     BASIC_ACK,
@@ -105,6 +106,7 @@ def _build_plan(cls: type[Frame]) -> list[tuple[str, Any]]:
 
 # Per method index: its pamqp class and (AMQP type, field name or bit names) in wire order.
 METHOD_PLANS = {index: (cls, _build_plan(cls)) for index, cls in commands.INDEX_MAPPING.items()}
+METHOD_PLANS.update({cls.index: (cls, _build_plan(cls)) for cls in ACCESS_METHODS})
 _FIXED = {"octet": (struct.Struct(">B"), 1), "short": (_U16, 2), "long": (_U32, 4)}
 _FIXED["longlong"] = (_U64, 8)
 
