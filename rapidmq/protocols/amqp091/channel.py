@@ -59,6 +59,7 @@ class Channel:
     __slots__ = (
         "_confirm_acked",
         "_confirm_seq",
+        "_frame_max",
         "_last_queue",
         "_mode",
         "_out",
@@ -74,6 +75,7 @@ class Channel:
         self.id = channel_id
         self.state = ChannelState.OPEN
         self._out = conn.out
+        self._frame_max = conn.frame_max  # fixed by tune-ok before any channel opens
         self._mode = _Mode.PLAIN
         self._confirm_seq = 0  # last publish sequence number in confirm mode
         self._confirm_acked = 0  # every seq <= this has been confirmed to the client
@@ -100,7 +102,7 @@ class Channel:
             message.routing_key,
             props,
             message.body,
-            self.conn.frame_max,
+            self._frame_max,
         )
         self.conn.wake()
 

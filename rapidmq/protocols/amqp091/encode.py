@@ -136,9 +136,10 @@ def encode_deliver(
     frame_max: int,
 ) -> None:
     """basic.deliver with its content header and body frames."""
-    tag = _utf8(consumer_tag)
-    ex = _utf8(exchange)
-    rk = _utf8(routing_key)
+    # The encodes are inlined: this runs once per delivered message.
+    tag = consumer_tag.encode("utf-8", "surrogateescape")
+    ex = exchange.encode("utf-8", "surrogateescape")
+    rk = routing_key.encode("utf-8", "surrogateescape")
     if (len(tag) | len(ex) | len(rk)) > 255:
         raise _too_long(tag, ex, rk)
     size = 16 + len(tag) + len(ex) + len(rk)
