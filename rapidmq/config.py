@@ -60,6 +60,7 @@ class Settings:
 
     amqp_port: int | None = 5672
     mqtt_port: int | None = 1883
+    mqtt_ws_port: int | None = 15675
     http_port: int | None = 15672
     bind: str = "0.0.0.0"
     data_dir: str = "./rapidmq-data"
@@ -73,6 +74,7 @@ class Settings:
     default_pass: str = "guest"
     loopback_users: tuple[str, ...] = ("guest",)
     handshake_timeout_s: float = 10.0
+    mqtt_vhost: str = "/"
 
 
 class _Invalid(Exception):
@@ -189,6 +191,12 @@ SETTINGS: tuple[SettingInfo, ...] = (
     ),
     SettingInfo("mqtt_port", "MQTT listener port; 0 = free port, off = disabled", _port, "PORT"),
     SettingInfo(
+        "mqtt_ws_port",
+        "MQTT over WebSocket listener port (path /ws); 0 = free port, off = disabled",
+        _port,
+        "PORT",
+    ),
+    SettingInfo(
         "http_port", "HTTP management listener port; 0 = free port, off = disabled", _port, "PORT"
     ),
     SettingInfo("bind", "address every listener binds", _text, "ADDRESS"),
@@ -220,13 +228,25 @@ SETTINGS: tuple[SettingInfo, ...] = (
         _positive_seconds,
         "SECONDS",
     ),
+    SettingInfo(
+        "mqtt_vhost",
+        "virtual host of MQTT clients whose user name has no 'vhost:' prefix",
+        _text,
+        "NAME",
+    ),
 )
 
 _BY_NAME: dict[str, SettingInfo] = {info.name: info for info in SETTINGS}
 
 # A friendlier spelling for the listeners: ``[listeners] amqp = 5673``.
 _TABLE_ALIASES: dict[str, dict[str, str]] = {
-    "listeners": {"amqp": "amqp_port", "mqtt": "mqtt_port", "http": "http_port", "bind": "bind"},
+    "listeners": {
+        "amqp": "amqp_port",
+        "mqtt": "mqtt_port",
+        "mqtt_ws": "mqtt_ws_port",
+        "http": "http_port",
+        "bind": "bind",
+    },
 }
 
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$")
@@ -347,7 +367,7 @@ def _line_of(text: str, table: str, key: str) -> str:
 
 def _check_ports(settings: Settings) -> None:
     seen: dict[int, str] = {}
-    for name in ("amqp_port", "mqtt_port", "http_port"):
+    for name in ("amqp_port", "mqtt_port", "mqtt_ws_port", "http_port"):
         port = getattr(settings, name)
         if not port:  # off, or a free port chosen by the OS
             continue

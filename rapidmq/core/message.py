@@ -14,12 +14,23 @@ immutability is a convention enforced by review and by the tests.
 ``class-id, weight, body-size`` in a content header frame).  The AMQP front end
 reuses it for every delivery so that properties are never re-encoded.  Anything
 that changes ``properties`` must drop it (``evolve`` does).
+
+``annotations`` carries facts about a message that are not part of any wire
+format, set by the front end that received it and read by the one delivering
+it.  It is ``None`` for most messages, so the hot path pays nothing.  Keys in
+use:
+
+- ``"origin"``: who published it (MQTT's no-local compares it);
+- ``"retain"``: the MQTT RETAIN flag as published (for Retain As Published);
+- ``"published_at"``: ``time.monotonic()`` at publish, so a message expiry
+  interval can be forwarded as what remains of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["EMPTY_PROPERTIES", "Message", "Properties"]
@@ -56,7 +67,14 @@ EMPTY_PROPERTIES = Properties()
 class Message:
     """One published message: routing annotations, properties and body."""
 
-    __slots__ = ("body", "encoded_properties", "exchange", "properties", "routing_key")
+    __slots__ = (
+        "annotations",
+        "body",
+        "encoded_properties",
+        "exchange",
+        "properties",
+        "routing_key",
+    )
 
     def __init__(
         self,
@@ -65,12 +83,14 @@ class Message:
         body: bytes,
         properties: Properties = EMPTY_PROPERTIES,
         encoded_properties: bytes | None = None,
+        annotations: Mapping[str, Any] | None = None,
     ) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.body = body
         self.properties = properties
         self.encoded_properties = encoded_properties
+        self.annotations = annotations
 
     @property
     def persistent(self) -> bool:
@@ -100,6 +120,7 @@ class Message:
             own.get("body", self.body),
             props,
             encoded,
+            self.annotations,
         )
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ from rapidmq.errors import RapidMQError
 SAMPLES: dict[str, tuple[str, str, object]] = {
     "amqp_port": ("5673", "5673", 5673),
     "mqtt_port": ("off", '"off"', None),
+    "mqtt_ws_port": ("15676", "15676", 15676),
     "http_port": ("0", "0", 0),
     "bind": ("127.0.0.1", '"127.0.0.1"', "127.0.0.1"),
     "data_dir": ("/var/lib/rapidmq", '"/var/lib/rapidmq"', "/var/lib/rapidmq"),
@@ -27,6 +28,7 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "default_pass": ("s3cret", '"s3cret"', "s3cret"),
     "loopback_users": ("admin, ops", '["admin", "ops"]', ("admin", "ops")),
     "handshake_timeout_s": ("2.5", "2.5", 2.5),
+    "mqtt_vhost": ("iot", '"iot"', "iot"),
 }
 
 
@@ -59,6 +61,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "default_pass": "guest",
         "loopback_users": ("guest",),
         "handshake_timeout_s": 10.0,
+        "mqtt_vhost": "/",
+        "mqtt_ws_port": 15675,
     }
 
 
