@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pamqp import commands, frame
 
 from rapidmq.auth.users import UserStore
@@ -78,3 +79,29 @@ def test_handshake_not_finished_in_time_is_closed() -> None:
     clock[0] = 110.5
     conn.handle_timer(clock[0])
     assert conn.closed
+
+
+def test_tune_ok_frame_max_limits_follow_rabbitmq() -> None:
+    from rapidmq.protocols.amqp091.handshake import check_tune
+
+    settings = AMQPSettings(frame_max=131072)
+    assert check_tune(settings, 131072) is None
+    assert check_tune(settings, 4096) is None
+    assert check_tune(settings, 4095) == "NOT_ALLOWED - frame_max=4095 < 4096 min size"
+    assert check_tune(settings, 0) == (
+        "NOT_ALLOWED - negotiated frame_max = 0 is higher than the maximum allowed value (131072)"
+    )
+    assert check_tune(settings, 131073) == (
+        "NOT_ALLOWED - negotiated frame_max = 131073 is higher than the maximum allowed value "
+        "(131072)"
+    )
+
+
+def test_unknown_mechanism_is_refused_with_its_name() -> None:
+    from rapidmq.protocols.amqp091.handshake import LoginRefused, check_login
+
+    users = UserStore()
+    users.add_user("guest", "guest")
+    with pytest.raises(LoginRefused) as info:
+        check_login(users, AMQPSettings(), "127.0.0.1", "EXTERNAL", b"")
+    assert info.value.text == "ACCESS_REFUSED - unsupported authentication mechanism 'EXTERNAL'"

@@ -26,13 +26,10 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pamqp import commands as spec
 
-from rapidmq import __version__
-from rapidmq.auth.sasl import SaslError, is_loopback, parse_amqplain, parse_plain
 from rapidmq.auth.users import UserStore
 from rapidmq.core.api import ClientInfo
 from rapidmq.core.broker import Broker, CoreConnection
@@ -60,8 +57,16 @@ from rapidmq.protocols.amqp091.events import (
     PublishReceived,
 )
 from rapidmq.protocols.amqp091.frames import FrameParser
+from rapidmq.protocols.amqp091.handshake import (
+    FRAME_MIN_SIZE,
+    AMQPSettings,
+    LoginRefused,
+    check_login,
+    check_tune,
+    server_properties,
+)
 
-__all__ = ["REPLY_CODES", "AMQPConnection", "AMQPSettings"]
+__all__ = ["REPLY_CODES", "AMQPConnection", "AMQPSettings"]  # AMQPSettings: see handshake.py
 
 log = logging.getLogger("rapidmq.amqp")
 
@@ -77,36 +82,10 @@ REPLY_CODES: dict[type[CoreError], tuple[int, str]] = {
     NotImplementedFeature: (540, "NOT_IMPLEMENTED"),
 }
 
-FRAME_MIN_SIZE = 4096
 #: Above this many buffered output bytes, consumers on the connection are paused.
 OUTPUT_HIGH_WATER = 1 << 20
 #: How long to wait for close-ok after we send connection.close.
 CLOSE_TIMEOUT_S = 3.0
-
-_SERVER_CAPABILITIES = {
-    "publisher_confirms": True,
-    "exchange_exchange_bindings": True,
-    "basic.nack": True,
-    "consumer_cancel_notify": True,
-    "connection.blocked": True,
-    "consumer_priorities": True,
-    "authentication_failure_close": True,
-    "per_consumer_qos": True,
-    "direct_reply_to": False,
-}
-
-
-@dataclass(slots=True)
-class AMQPSettings:
-    """What the AMQP front end needs to know from the broker's configuration."""
-
-    heartbeat_s: int = 60
-    frame_max: int = 131072
-    channel_max: int = 2047
-    handshake_timeout_s: float = 10.0
-    loopback_users: tuple[str, ...] = ("guest",)
-    cluster_name: str = "rapidmq"
-    mechanisms: tuple[str, ...] = field(default=("PLAIN", "AMQPLAIN"))
 
 
 class _State(enum.Enum):
@@ -331,17 +310,8 @@ class AMQPConnection:
 
     def _send_start(self) -> None:
         self.state = _State.START
-        props: dict[str, Any] = {
-            "product": "RapidMQ",
-            "version": __version__,
-            "platform": "Python",
-            "cluster_name": self.settings.cluster_name,
-            "copyright": "RapidMQ contributors",
-            "information": "Licensed under the Apache License 2.0",
-            "capabilities": _SERVER_CAPABILITIES,
-        }
         method = spec.Connection.Start(
-            server_properties=props,
+            server_properties=server_properties(self.settings),
             mechanisms=" ".join(self.settings.mechanisms),
             locales="en_US",
         )
@@ -350,47 +320,15 @@ class AMQPConnection:
 
     def _start_ok(self, m: spec.Connection.StartOk) -> None:
         self.client_properties = dict(m.client_properties or {})
-        mechanism = m.mechanism
         response = m.response
         raw = response.encode("latin-1") if isinstance(response, str) else bytes(response)
         try:
-            if mechanism == "PLAIN":
-                username, password = parse_plain(raw)
-            elif mechanism == "AMQPLAIN":
-                username, password = parse_amqplain(raw)
-            else:
-                self._refuse_login(
-                    f"ACCESS_REFUSED - unsupported authentication mechanism '{mechanism}'"
-                )
-                return
-        except SaslError as err:
-            self._refuse_login(f"ACCESS_REFUSED - {err}")
+            user = check_login(self.users, self.settings, self.peer[0], m.mechanism, raw)
+        except LoginRefused as refused:
+            log.warning("AMQP login refused from %s: %s", self.peer_name, refused.log)
+            self._refuse_login(refused.text)
             return
-        user = self.users.authenticate(username, password)
-        if (
-            user is not None
-            and username in self.settings.loopback_users
-            and not is_loopback(self.peer[0])
-        ):
-            user = None
-            log.warning(
-                "user '%s' may only connect via localhost (connection from %s)",
-                username,
-                self.peer_name,
-            )
-        if user is None:
-            log.warning(
-                "AMQP login refused for user '%s' from %s using %s",
-                username,
-                self.peer_name,
-                mechanism,
-            )
-            self._refuse_login(
-                f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
-                "For details see the broker logfile."
-            )
-            return
-        self.user = username
+        self.user = user.name
         self.state = _State.TUNE
         tune = spec.Connection.Tune(
             channel_max=self.settings.channel_max,
@@ -408,21 +346,10 @@ class AMQPConnection:
         self._finish("login refused")
 
     def _tune_ok(self, m: spec.Connection.TuneOk) -> None:
-        server_frame_max = self.settings.frame_max
         frame_max = m.frame_max
-        if frame_max and frame_max < FRAME_MIN_SIZE:
-            self._connection_error(
-                530, f"NOT_ALLOWED - frame_max={frame_max} < {FRAME_MIN_SIZE} min size", 10, 31
-            )
-            return
-        if server_frame_max and (frame_max == 0 or frame_max > server_frame_max):
-            self._connection_error(
-                530,
-                f"NOT_ALLOWED - negotiated frame_max = {frame_max} is higher than the "
-                f"maximum allowed value ({server_frame_max})",
-                10,
-                31,
-            )
+        problem = check_tune(self.settings, frame_max)
+        if problem is not None:
+            self._connection_error(530, problem, 10, 31)
             return
         self.frame_max = frame_max
         self.parser.frame_max = frame_max
