@@ -24,7 +24,16 @@ from rapidmq.auth.users import UserStore
 from rapidmq.config import Settings
 from rapidmq.core.broker import Broker
 from rapidmq.protocols.amqp091.connection import AMQPConnection, AMQPSettings
-from rapidmq.transport.tcp import ConnectionHandler, ListenError, SocketConnection, open_listener
+from rapidmq.protocols.mqtt.connection import MQTTConnection, MQTTSettings
+from rapidmq.protocols.mqtt.state import MQTTState
+from rapidmq.transport.tcp import (
+    ConnectionHandler,
+    HandlerFactory,
+    ListenError,
+    SocketConnection,
+    open_listener,
+)
+from rapidmq.transport.websocket import websocket_factory
 
 __all__ = ["Server", "run"]
 
@@ -54,18 +63,34 @@ class Server:
             handshake_timeout_s=settings.handshake_timeout_s,
             loopback_users=tuple(settings.loopback_users),
         )
+        self.mqtt_state = MQTTState(self.broker)
+        self.mqtt_settings = MQTTSettings(
+            default_vhost=settings.mqtt_vhost,
+            loopback_users=tuple(settings.loopback_users),
+            anonymous_user=settings.default_user,
+            anonymous_pass=settings.default_pass,
+            connect_timeout_s=settings.handshake_timeout_s,
+        )
         self.connections: set[SocketConnection] = set()
-        self.ports: dict[str, int | None] = {"amqp": None, "mqtt": None, "http": None}
-        self._listeners: list[anyio.abc.SocketListener] = []
+        self.ports: dict[str, int | None] = {
+            "amqp": None,
+            "mqtt": None,
+            "mqtt_ws": None,
+            "http": None,
+        }
+        self._listeners: list[tuple[anyio.abc.SocketListener, HandlerFactory]] = []
         self._stopping = False
 
     def _amqp_handler(self, peer: tuple[str, int], wake: Callable[[], None]) -> ConnectionHandler:
         return AMQPConnection(self.broker, self.users, self.amqp_settings, peer, wake)
 
+    def _mqtt_handler(self, peer: tuple[str, int], wake: Callable[[], None]) -> ConnectionHandler:
+        return MQTTConnection(
+            self.broker, self.users, self.mqtt_state, self.mqtt_settings, peer, wake
+        )
+
     async def _serve_listener(
-        self,
-        listener: anyio.abc.SocketListener,
-        factory: Callable[[tuple[str, int], Callable[[], None]], ConnectionHandler],
+        self, listener: anyio.abc.SocketListener, factory: HandlerFactory
     ) -> None:
         async with anyio.create_task_group() as tg:
 
@@ -93,26 +118,48 @@ class Server:
         broker = self.broker
         while True:
             await anyio.sleep(TICK_S)
+            now = time.monotonic()
             deadline = broker.next_deadline()
-            if deadline is not None and deadline <= time.monotonic():
+            if deadline is not None and deadline <= now:
                 broker.tick()
+            self.mqtt_state.tick(now)
 
     async def start(self) -> None:
         """Bind every configured listener. Raises ListenError with a one-line reason."""
         self._stopped = anyio.Event()
         s = self.settings
-        if s.amqp_port is not None:
-            listener = await open_listener(s.bind, s.amqp_port, name="AMQP", flag="--amqp-port")
-            self._listeners.append(listener)
-            self.ports["amqp"] = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        wanted: list[tuple[str, int | None, str, str, HandlerFactory]] = [
+            ("amqp", s.amqp_port, "AMQP", "--amqp-port", self._amqp_handler),
+            ("mqtt", s.mqtt_port, "MQTT", "--mqtt-port", self._mqtt_handler),
+            (
+                "mqtt_ws",
+                s.mqtt_ws_port,
+                "MQTT over WebSocket",
+                "--mqtt-ws-port",
+                websocket_factory(self._mqtt_handler, path="/ws"),
+            ),
+        ]
+        try:
+            for key, port, name, flag, factory in wanted:
+                if port is None:
+                    continue
+                listener = await open_listener(s.bind, port, name=name, flag=flag)
+                self._listeners.append((listener, factory))
+                bound = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+                self.ports[key] = bound
+                log.info("listening for %s on %s:%s", name, s.bind, bound)
+        except ListenError:
+            for listener, _factory in self._listeners:
+                await listener.aclose()
+            raise
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run until stop() is called. Listeners must have been started."""
         async with anyio.create_task_group() as tg:
-            for listener in self._listeners:
-                tg.start_soon(self._serve_listener, listener, self._amqp_handler)
+            for listener, factory in self._listeners:
+                tg.start_soon(self._serve_listener, listener, factory)
             tg.start_soon(self._tick)
             task_status.started()
             await self._stopped.wait()
@@ -123,7 +170,7 @@ class Server:
         if self._stopping:
             return
         self._stopping = True
-        for listener in self._listeners:
+        for listener, _factory in self._listeners:
             await listener.aclose()
         for conn in list(self.connections):
             conn.shutdown()

@@ -23,6 +23,7 @@ from types import TracebackType
 __all__ = ["BrokerProcess"]
 
 _READY = re.compile(r"^rapidmq ready amqp=(\S+) mqtt=(\S+) http=(\S+)")
+_WS = re.compile(r"listening for MQTT over WebSocket on \S+:(\d+)")
 
 
 def _port(value: str) -> int | None:
@@ -50,6 +51,7 @@ class BrokerProcess:
         self.amqp_port: int | None = None
         self.mqtt_port: int | None = None
         self.http_port: int | None = None
+        self.mqtt_ws_port: int | None = None
         self.output: deque[str] = deque(maxlen=2000)
         self._reader: threading.Thread | None = None
 
@@ -66,6 +68,8 @@ class BrokerProcess:
             cmd += ["--mqtt-port", "0"]
         if "--http-port" not in self._extra:
             cmd += ["--http-port", "0"]
+        if "--mqtt-ws-port" not in self._extra:
+            cmd += ["--mqtt-ws-port", "0"]
         cmd += ["--data-dir", self._data_dir]
         if self._backend:
             cmd += ["--backend", self._backend]
@@ -86,6 +90,9 @@ class BrokerProcess:
             assert self.proc is not None and self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.output.append(line.rstrip("\n"))
+                ws = _WS.search(line)
+                if ws and self.mqtt_ws_port is None:
+                    self.mqtt_ws_port = int(ws.group(1))
                 m = _READY.match(line)
                 if m and not ready.is_set():
                     self.amqp_port = _port(m.group(1))

@@ -22,6 +22,7 @@ use:
 
 - ``"origin"``: who published it (MQTT's no-local compares it);
 - ``"retain"``: the MQTT RETAIN flag as published (for Retain As Published);
+- ``"qos"``: the MQTT QoS it was published with (a subscriber gets at most that);
 - ``"published_at"``: ``time.monotonic()`` at publish, so a message expiry
   interval can be forwarded as what remains of it.
 """
@@ -29,8 +30,8 @@ use:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["EMPTY_PROPERTIES", "Message", "Properties"]

@@ -121,9 +121,9 @@ def test_dashed_toml_keys_and_none_loopback_users(tmp_path: Path) -> None:
 
 @given(st.integers(min_value=0, max_value=65535))
 def test_any_port_number_is_accepted(port: int) -> None:
-    others = {"mqtt_port": "off", "http_port": "off"}
+    others = {"mqtt_port": "off", "mqtt_ws_port": "off", "http_port": "off"}
     assert load_settings({"amqp_port": str(port), **others}, {}, None) == Settings(
-        amqp_port=port, mqtt_port=None, http_port=None
+        amqp_port=port, mqtt_port=None, mqtt_ws_port=None, http_port=None
     )
 
 

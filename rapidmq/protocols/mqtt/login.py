@@ -1,0 +1,143 @@
+"""CONNECT checks that need no connection state: credentials, vhost, client id, will.
+
+Each check returns ``None`` when the CONNECT passes it, or a
+:class:`Refusal` with the MQTT 5 reason code and the 3.1/3.1.1 CONNACK code.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from rapidmq.auth.sasl import is_loopback
+from rapidmq.auth.users import UserStore
+from rapidmq.core.broker import Broker
+from rapidmq.protocols.mqtt.errors import InvalidTopic
+from rapidmq.protocols.mqtt.packets import (
+    MQTT_3_1,
+    MQTT_5,
+    ConnAckCode311,
+    Connect,
+    ReasonCode,
+)
+from rapidmq.protocols.mqtt.topics import validate_topic_name
+
+__all__ = ["Login", "Refusal", "assign_client_id", "check_will", "log_in"]
+
+log = logging.getLogger("rapidmq.mqtt")
+
+
+@dataclass(slots=True, frozen=True)
+class Refusal:
+    """Why a CONNECT is refused: the MQTT 5 reason and the 3.1.1 return code."""
+
+    reason_code: int
+    code_311: int
+    text: str
+
+    def code_for(self, level: int) -> int:
+        return self.reason_code if level == MQTT_5 else self.code_311
+
+
+@dataclass(slots=True, frozen=True)
+class Login:
+    """Who logged in, and to which vhost."""
+
+    user: str
+    vhost: str
+
+
+BAD_LOGIN = Refusal(
+    ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+    ConnAckCode311.NOT_AUTHORIZED,
+    "bad user name or password",
+)
+
+
+def log_in(
+    connect: Connect,
+    users: UserStore,
+    broker: Broker,
+    peer_host: str,
+    *,
+    default_vhost: str,
+    loopback_users: tuple[str, ...],
+    allow_anonymous: bool,
+    anonymous_user: str,
+    anonymous_pass: str,
+) -> Login | Refusal:
+    """Authenticate as RabbitMQ's MQTT plugin does: ``vhost:user`` names, anonymous login."""
+    name = connect.username
+    if name is None:
+        if not allow_anonymous or connect.password is not None:
+            return BAD_LOGIN
+        name, password = anonymous_user, anonymous_pass
+    elif connect.password is None:
+        return BAD_LOGIN
+    else:
+        password = connect.password.decode("utf-8", "replace")
+    vhost = default_vhost
+    if ":" in name:
+        vhost, name = name.split(":", 1)
+    if users.authenticate(name, password) is None:
+        log.warning("MQTT login refused for user '%s' from %s", name, peer_host)
+        return BAD_LOGIN
+    if name in loopback_users and not is_loopback(peer_host):
+        log.warning("user '%s' may only connect via localhost (from %s)", name, peer_host)
+        return Refusal(
+            ReasonCode.NOT_AUTHORIZED,
+            ConnAckCode311.NOT_AUTHORIZED,
+            f"user '{name}' may only connect via localhost",
+        )
+    if broker.vhost(vhost) is None:
+        return Refusal(
+            ReasonCode.NOT_AUTHORIZED, ConnAckCode311.NOT_AUTHORIZED, f"vhost '{vhost}' not found"
+        )
+    return Login(name, vhost)
+
+
+def assign_client_id(connect: Connect) -> tuple[str, bool] | Refusal:
+    """The session's client id and whether the server made it up.
+
+    An empty id gets ``auto-<uuid>`` as Mosquitto does, except in 3.1 and with
+    a persistent 3.1.1 session, which are refused with "identifier rejected".
+    """
+    if connect.client_id:
+        return connect.client_id, False
+    if connect.protocol_level == MQTT_3_1 or (
+        connect.protocol_level < MQTT_5 and not connect.clean_start
+    ):
+        return Refusal(
+            ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+            ConnAckCode311.IDENTIFIER_REJECTED,
+            "empty client identifier",
+        )
+    return f"auto-{str(uuid.uuid4()).upper()}", True
+
+
+def check_will(connect: Connect) -> Refusal | None:
+    """A will must have a valid topic name and, if it says so, a UTF-8 payload."""
+    will = connect.will
+    if will is None:
+        return None
+    try:
+        validate_topic_name(will.topic)
+    except InvalidTopic as err:
+        return Refusal(ReasonCode.TOPIC_NAME_INVALID, ConnAckCode311.NOT_AUTHORIZED, err.text)
+    props = will.properties
+    if props is not None and props.payload_format_indicator == 1 and not is_utf8(will.payload):
+        return Refusal(
+            ReasonCode.PAYLOAD_FORMAT_INVALID,
+            ConnAckCode311.NOT_AUTHORIZED,
+            "will payload is not UTF-8",
+        )
+    return None
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1,0 +1,114 @@
+"""Inbound PUBLISH and PUBREL: topic aliases, validation, routing and acknowledgement.
+
+QoS 0 is routed and forgotten, QoS 1 is routed then PUBACKed, and QoS 2 is
+routed on its first PUBLISH, its packet id remembered in the session until
+PUBREL, so a DUP re-send of the same id is acknowledged but not routed again.
+In MQTT 5 an acknowledgement says 0x10 when the message reached no queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from rapidmq.core.errors import CoreError
+from rapidmq.protocols.mqtt.errors import InvalidTopic
+from rapidmq.protocols.mqtt.login import is_utf8
+from rapidmq.protocols.mqtt.mapping import publish_to_message
+from rapidmq.protocols.mqtt.packets import MQTT_5, PacketType, Publish, ReasonCode
+from rapidmq.protocols.mqtt.reasons import reason_for
+from rapidmq.protocols.mqtt.topics import validate_topic_name
+
+if TYPE_CHECKING:
+    from rapidmq.protocols.mqtt.connection import MQTTConnection
+
+__all__ = ["PublishHandler"]
+
+log = logging.getLogger("rapidmq.mqtt")
+
+
+class PublishHandler:
+    """The publishing half of one connection, with its inbound topic aliases."""
+
+    __slots__ = ("aliases", "conn", "published", "unroutable")
+
+    def __init__(self, conn: MQTTConnection) -> None:
+        self.conn = conn
+        self.aliases: dict[int, str] = {}
+        self.published = 0
+        self.unroutable = 0
+
+    def publish(self, p: Publish) -> None:
+        """Handle one PUBLISH from the client."""
+        conn = self.conn
+        topic = p.topic
+        props = p.properties
+        if props is not None and props.topic_alias is not None:
+            alias = props.topic_alias
+            if alias == 0 or alias > conn.settings.topic_alias_maximum:
+                conn.protocol_violation(
+                    f"topic alias {alias} out of range", ReasonCode.TOPIC_ALIAS_INVALID
+                )
+                return
+            if topic:
+                self.aliases[alias] = topic
+            else:
+                known = self.aliases.get(alias)
+                if known is None:
+                    conn.protocol_violation(f"unknown topic alias {alias}")
+                    return
+                topic = known
+        try:
+            validate_topic_name(topic)
+        except InvalidTopic as err:
+            conn.protocol_violation(err.text, ReasonCode.TOPIC_NAME_INVALID)
+            return
+        qos = p.qos
+        session = conn.session
+        packet_id = p.packet_id or 0
+        if qos == 2:
+            if packet_id in session.incoming_qos2:
+                conn.send_ack(PacketType.PUBREC, packet_id, 0)  # a re-send: not routed again
+                return
+            if len(session.incoming_qos2) >= conn.settings.receive_maximum:
+                conn.protocol_violation(
+                    "receive maximum exceeded", ReasonCode.RECEIVE_MAXIMUM_EXCEEDED
+                )
+                return
+        if props is not None and props.payload_format_indicator == 1 and not is_utf8(p.payload):
+            # As Mosquitto: refuse it in the acknowledgement, drop it at QoS 0.
+            if qos:
+                kind = PacketType.PUBACK if qos == 1 else PacketType.PUBREC
+                conn.send_ack(kind, packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
+            return
+        message = publish_to_message(p, topic, origin=session.origin, now=conn.mqtt.clock())
+        try:
+            result = conn.mqtt.publish(session.core_session, topic, message, p.retain)
+        except CoreError as err:
+            log.warning("MQTT publish to '%s' refused: %s", topic, err.text)
+            if qos and conn.level == MQTT_5:
+                kind = PacketType.PUBACK if qos == 1 else PacketType.PUBREC
+                conn.send_ack(kind, packet_id, reason_for(err))
+            elif qos:
+                conn.protocol_violation(err.text, ReasonCode.UNSPECIFIED_ERROR)
+            return
+        self.published += 1
+        code = 0
+        if not result.routed:
+            self.unroutable += 1
+            code = ReasonCode.NO_MATCHING_SUBSCRIBERS
+        if qos == 1:
+            conn.send_ack(PacketType.PUBACK, packet_id, code)
+        elif qos == 2:
+            session.incoming_qos2.add(packet_id)
+            conn.send_ack(PacketType.PUBREC, packet_id, code)
+
+    def pubrel(self, packet_id: int) -> None:
+        """PUBREL: forget the QoS 2 packet id; 0x92 if it was not known."""
+        incoming = self.conn.session.incoming_qos2
+        if packet_id in incoming:
+            incoming.discard(packet_id)
+            self.conn.send_ack(PacketType.PUBCOMP, packet_id, 0)
+        else:
+            code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
+            self.conn.send_ack(PacketType.PUBCOMP, packet_id, code)

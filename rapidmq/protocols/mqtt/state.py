@@ -1,0 +1,235 @@
+"""What the MQTT front end keeps across connections: sessions, retained messages, wills.
+
+Theory of operation
+-------------------
+One :class:`MQTTState` per server.  Sessions are kept by (vhost, client id)
+and live connections by the same key, so a second CONNECT can take the first
+one over.  A session whose connection went away either ends at once (expiry
+0, clean session) or waits in :attr:`MQTTState.expiries` until
+:meth:`MQTTState.tick` ends it, deleting its queue.  A will with a delay waits
+in :attr:`MQTTState.wills` until its deadline, the end of its session, or a
+reconnect, which cancels it.
+
+Shared subscriptions: each (vhost, group, filter) has one queue,
+``mqtt-shared-<group>-<filter>``, bound to ``amq.topic``; its members are
+sessions, each consuming from it while connected.  The queue is deleted when
+its last member leaves (unsubscribes or its session ends); a persistent
+member that is offline keeps it, and the connected members drain it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rapidmq.core.api import ClientInfo, PublishResult
+from rapidmq.core.broker import Broker
+from rapidmq.core.errors import CoreError
+from rapidmq.core.message import Message
+from rapidmq.core.session import Session
+from rapidmq.protocols.mqtt.mapping import TOPIC_EXCHANGE, publish_to_message
+from rapidmq.protocols.mqtt.packets import Publish, Will
+from rapidmq.protocols.mqtt.retained import RetainedStore
+from rapidmq.protocols.mqtt.session import MQTTSession, SessionKey
+from rapidmq.protocols.mqtt.topics import filter_to_binding_key
+
+__all__ = ["MQTTState", "PendingWill"]
+
+log = logging.getLogger("rapidmq.mqtt")
+
+
+@dataclass(slots=True, frozen=True)
+class PendingWill:
+    """A will waiting for its delay to pass."""
+
+    deadline: float
+    vhost: str
+    origin: str
+    will: Will
+
+
+class _NoDeliveries:
+    """The sink of the sessions that only publish wills."""
+
+    def deliver(
+        self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Any
+    ) -> None:
+        pass
+
+    def consumer_cancelled(self, consumer_tag: str) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+
+class MQTTState:
+    """Sessions, live connections, retained messages and pending wills of one server."""
+
+    def __init__(self, broker: Broker, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.broker = broker
+        self.clock = clock
+        self.sessions: dict[SessionKey, MQTTSession] = {}
+        self.connections: dict[SessionKey, Any] = {}  # MQTTConnection, by session key
+        self.expiries: dict[SessionKey, float] = {}
+        self.wills: dict[SessionKey, PendingWill] = {}
+        self.shared: dict[tuple[str, str], set[SessionKey]] = {}
+        self._retained: dict[str, RetainedStore] = {}
+        self._publishers: dict[str, Session] = {}
+        self.wills_published = 0
+        self.sessions_expired = 0
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def open_session(
+        self, vhost: str, client_id: str, client: ClientInfo, expiry_s: int | None
+    ) -> MQTTSession:
+        """A new session (any old one with this key must have been ended)."""
+        core = self.broker.connect(vhost, client)
+        session = MQTTSession(self, core, client_id, expiry_s=expiry_s, clock=self.clock)
+        self.sessions[session.key] = session
+        return session
+
+    def resume_session(self, key: SessionKey) -> MQTTSession | None:
+        """The stored session for ``key``, its expiry and delayed will cancelled."""
+        session = self.sessions.get(key)
+        if session is None:
+            return None
+        self.expiries.pop(key, None)
+        self.wills.pop(key, None)
+        return session
+
+    def end_session(self, session: MQTTSession) -> None:
+        """End a session now, publishing its delayed will if one is waiting."""
+        key = session.key
+        if self.sessions.get(key) is session:
+            del self.sessions[key]
+        self.expiries.pop(key, None)
+        pending = self.wills.pop(key, None)
+        session.end()
+        if pending is not None:
+            self.publish_will(pending.vhost, pending.origin, pending.will)
+
+    def session_detached(self, session: MQTTSession, now: float) -> None:
+        """Its connection closed: end the session or start its expiry."""
+        session.detach()
+        if session.expiry_s == 0:
+            self.end_session(session)
+        elif session.expiry_s is not None:
+            self.expiries[session.key] = now + session.expiry_s
+
+    # -- shared subscriptions ----------------------------------------------------------
+
+    def join_shared(self, session: MQTTSession, group: str, topic_filter: str) -> str:
+        """Make ``session`` a member of a share group; returns the group's queue name.
+
+        Raises:
+            CoreError: the core refused the queue or the binding.
+        """
+        name = f"mqtt-shared-{group}-{topic_filter}"
+        core = session.core_session
+        core.declare_queue(name, durable=True)
+        core.bind_queue(name, TOPIC_EXCHANGE, filter_to_binding_key(topic_filter))
+        self.shared.setdefault((session.vhost, name), set()).add(session.key)
+        return name
+
+    def leave_shared(self, session: MQTTSession, queue: str) -> None:
+        """``session`` left a share group; the last member out deletes the queue."""
+        key = (session.vhost, queue)
+        members = self.shared.get(key)
+        if members is None:
+            return
+        members.discard(session.key)
+        if members:
+            return
+        del self.shared[key]
+        vhost = self.broker.vhost(session.vhost)
+        found = None if vhost is None else vhost.queues.get(queue)
+        if vhost is not None and found is not None:
+            vhost.remove_queue(found)
+
+    # -- publishing --------------------------------------------------------------------
+
+    def retained(self, vhost: str) -> RetainedStore:
+        """The retained messages of ``vhost``."""
+        store = self._retained.get(vhost)
+        if store is None:
+            store = self._retained[vhost] = RetainedStore()
+        return store
+
+    def publish(
+        self, session: Session, topic: str, message: Message, retain: bool
+    ) -> PublishResult:
+        """Route a message (and retain it when asked).
+
+        Raises:
+            CoreError: the core refused the publish.
+        """
+        if retain:
+            self.retained(session.vhost.name).put(topic, message)
+        return session.publish(message)
+
+    def publish_will(self, vhost: str, origin: str, will: Will) -> None:
+        """Publish a will message now."""
+        props = will.properties
+        if props is not None and props.will_delay_interval is not None:
+            props = replace(props, will_delay_interval=None)
+        packet = Publish(will.topic, will.payload, will.qos, will.retain, properties=props)
+        message = publish_to_message(packet, will.topic, origin=origin, now=self.clock())
+        try:
+            self.publish(self._publisher(vhost), will.topic, message, will.retain)
+        except CoreError as err:
+            log.warning("will of %s on '%s' not published: %s", origin, will.topic, err.text)
+            return
+        self.wills_published += 1
+
+    def delay_will(self, session: MQTTSession, will: Will, delay_s: float, now: float) -> None:
+        """Publish ``will`` after ``delay_s`` unless the session comes back or ends first."""
+        self.wills[session.key] = PendingWill(now + delay_s, session.vhost, session.origin, will)
+
+    def _publisher(self, vhost: str) -> Session:
+        session = self._publishers.get(vhost)
+        if session is None or session.closed:
+            info = ClientInfo(protocol="mqtt", peer="internal", name="mqtt-wills")
+            core = self.broker.connect(vhost, info)
+            session = self._publishers[vhost] = core.open_session(_NoDeliveries())
+        return session
+
+    # -- time --------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Publish due wills and end expired sessions."""
+        for key, pending in list(self.wills.items()):
+            if pending.deadline <= now:
+                del self.wills[key]
+                self.publish_will(pending.vhost, pending.origin, pending.will)
+        for key, deadline in list(self.expiries.items()):
+            if deadline <= now:
+                session = self.sessions.get(key)
+                self.expiries.pop(key, None)
+                if session is not None and session.outlet is None:
+                    self.sessions_expired += 1
+                    self.end_session(session)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`tick` has work, or None."""
+        times = [w.deadline for w in self.wills.values()]
+        times.extend(self.expiries.values())
+        return min(times) if times else None
+
+    def statistics(self) -> dict[str, Any]:
+        """Sessions, connections, retained messages and wills."""
+        return {
+            "sessions": len(self.sessions),
+            "connected_sessions": sum(1 for s in self.sessions.values() if s.outlet is not None),
+            "connections": len(self.connections),
+            "expiring_sessions": len(self.expiries),
+            "pending_wills": len(self.wills),
+            "wills_published": self.wills_published,
+            "sessions_expired": self.sessions_expired,
+            "shared_groups": len(self.shared),
+            "retained_messages": sum(len(r) for r in self._retained.values()),
+        }

@@ -1,0 +1,89 @@
+"""SUBSCRIBE and UNSUBSCRIBE: validation, bindings, SUBACK/UNSUBACK and retained messages.
+
+A filter becomes a binding of the session's queue (or a share group's queue)
+to ``amq.topic``.  After the SUBACK, each new (or, with Retain Handling 0,
+every) non-shared subscription gets the retained messages it matches.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rapidmq.core.errors import CoreError
+from rapidmq.protocols.mqtt.errors import InvalidTopicFilter
+from rapidmq.protocols.mqtt.packets import (
+    MQTT_5,
+    MQTTProperties,
+    ReasonCode,
+    SubAck,
+    Subscribe,
+    UnsubAck,
+    Unsubscribe,
+)
+from rapidmq.protocols.mqtt.reasons import reason_for
+from rapidmq.protocols.mqtt.topics import parse_shared, validate_topic_filter
+
+if TYPE_CHECKING:
+    from rapidmq.protocols.mqtt.connection import MQTTConnection
+
+__all__ = ["handle_subscribe", "handle_unsubscribe"]
+
+FAILURE_311 = 0x80
+
+
+def handle_subscribe(conn: MQTTConnection, packet: Subscribe) -> None:
+    """Subscribe, answer SUBACK, then send the retained messages the subscriptions asked for."""
+    v5 = conn.level == MQTT_5
+    session = conn.session
+    props = packet.properties
+    identifier = None
+    if props is not None and props.subscription_identifiers:
+        identifier = props.subscription_identifiers[0]
+    codes: list[int] = []
+    problems: list[str] = []
+    want_retained: list[str] = []
+    for sub in packet.subscriptions:
+        try:
+            validate_topic_filter(sub.filter)
+            share = parse_shared(sub.filter)
+        except InvalidTopicFilter as err:
+            codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else FAILURE_311)
+            problems.append(err.text)
+            continue
+        if share is not None and sub.no_local and v5:
+            conn.protocol_violation(f"no local on shared subscription '{sub.filter}'")
+            return
+        try:
+            new = session.subscribe(sub, identifier, share)
+        except CoreError as err:
+            codes.append(reason_for(err) if v5 else FAILURE_311)
+            problems.append(err.text)
+            continue
+        codes.append(min(sub.qos, 2))
+        if share is None and (sub.retain_handling == 0 or (sub.retain_handling == 1 and new)):
+            want_retained.append(sub.filter)
+    ack_props = None
+    if v5 and problems and conn.problem_information:
+        ack_props = MQTTProperties(reason_string="; ".join(problems)[:200])
+    conn.send(SubAck(packet.packet_id, tuple(codes), ack_props))
+    if want_retained:
+        now = conn.mqtt.clock()
+        store = conn.mqtt.retained(session.vhost)
+        for topic_filter in want_retained:
+            for topic, message in store.matching(topic_filter, now):
+                session.queue_retained(topic_filter, topic, message, now)
+
+
+def handle_unsubscribe(conn: MQTTConnection, packet: Unsubscribe) -> None:
+    """Unsubscribe each filter; MQTT 5 says 0x11 for filters that had no subscription."""
+    session = conn.session
+    codes: list[int] = []
+    for topic_filter in packet.filters:
+        try:
+            validate_topic_filter(topic_filter)
+        except InvalidTopicFilter:
+            codes.append(ReasonCode.TOPIC_FILTER_INVALID)
+            continue
+        existed = session.unsubscribe(topic_filter)
+        codes.append(ReasonCode.SUCCESS if existed else ReasonCode.NO_SUBSCRIPTION_EXISTED)
+    conn.send(UnsubAck(packet.packet_id, tuple(codes) if conn.level == MQTT_5 else ()))
