@@ -148,9 +148,9 @@ def test_connect_v31_accepts_client_ids_over_23_characters_as_mosquitto() -> Non
 @pytest.mark.parametrize(
     ("level", "username", "password", "host", "code"),
     [
-        (MQTT_5, "alice", b"wrong", "127.0.0.1", 0x86),
+        (MQTT_5, "alice", b"wrong", "127.0.0.1", 0x87),
         (MQTT_3_1_1, "alice", b"wrong", "127.0.0.1", 5),
-        (MQTT_5, "alice", None, "127.0.0.1", 0x86),
+        (MQTT_5, "alice", None, "127.0.0.1", 0x87),
         (MQTT_5, "guest", b"guest", "203.0.113.5", 0x87),
         (MQTT_3_1_1, "guest", b"guest", "203.0.113.5", 5),
         (MQTT_5, "nohost:alice", b"secret", "127.0.0.1", 0x87),
@@ -176,7 +176,7 @@ def test_connect_anonymous_refused_when_disabled() -> None:
     world = World(settings=MQTTSettings(allow_anonymous=False))
     client = world.client()
     [ack] = client.connect("c1")
-    assert isinstance(ack, ConnAck) and ack.reason_code == 0x86
+    assert isinstance(ack, ConnAck) and ack.reason_code == 0x87
     assert client.conn.closed
 
 

@@ -48,8 +48,10 @@ class Login:
     vhost: str
 
 
+# A refused login is "not authorized" in both versions (CONNACK 5 / 0x87), as RabbitMQ
+# answers it, rather than MQTT 5's "bad user name or password".
 BAD_LOGIN = Refusal(
-    ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+    ReasonCode.NOT_AUTHORIZED,
     ConnAckCode311.NOT_AUTHORIZED,
     "bad user name or password",
 )
