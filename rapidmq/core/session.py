@@ -11,6 +11,8 @@ blocks the whole session until :meth:`Session.resume`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from rapidmq.core.api import DeliverySink, GetResult, PublishResult, QueueDeclareResult
@@ -382,6 +384,26 @@ class Session:
                 else:
                     queue.dispatch()
             return
+        by_queue: dict[Queue, int] = {}
+        for _, queue, _ in taken:
+            by_queue[queue] = by_queue.get(queue, 0) + 1
+        for queue, count in by_queue.items():
+            queue.settle_acked(count)
+        for queue in self._release_credit(taken):
+            queue.dispatch()
+
+    def ack_each(self, delivery_tags: Iterable[int]) -> None:
+        """Acknowledge several single deliveries, dispatching once at the end.
+
+        For front ends that settle in batches (MQTT QoS 0).  Tags that are not
+        outstanding are skipped rather than refused, since the caller settles on
+        the client's behalf and a deleted queue may have taken them already.
+        """
+        unacked = self._unacked
+        taken = [item for item in map(unacked.pop, delivery_tags, repeat(None)) if item is not None]
+        if not taken:
+            return
+        self.acked += len(taken)
         by_queue: dict[Queue, int] = {}
         for _, queue, _ in taken:
             by_queue[queue] = by_queue.get(queue, 0) + 1

@@ -97,6 +97,9 @@ class Outgoing:
     released: bool = False  # QoS 2: PUBREC received, PUBREL sent
 
 
+_MATCH_CACHE_SIZE = 4096
+
+
 class MQTTSession:
     """The server side of one MQTT session (``clean start`` ends it with its connection)."""
 
@@ -120,6 +123,9 @@ class MQTTSession:
         self._clock = clock
         self.core_session = core.open_session(self)
         self.subscriptions: dict[str, SessionSubscription] = {}
+        # (topic, published by this session) -> the session's matching subscriptions;
+        # cleared whenever the subscriptions change.
+        self._match_cache: dict[tuple[str, bool], list[SessionSubscription]] = {}
         self.inflight: dict[int, Outgoing] = {}
         self.incoming_qos2: set[int] = set()
         self.outlet: Outlet | None = None
@@ -212,6 +218,7 @@ class MQTTSession:
             queue = self.state.join_shared(self, share[0], share[1])
             sub = SessionSubscription(options, identifier, share, queue)
             self.subscriptions[name] = sub
+            self._match_cache.clear()
             self._consume(queue, _SHARE_TAG + name)
             return existing is None
         if not self._has_queue:
@@ -221,6 +228,7 @@ class MQTTSession:
             self.queue_name, TOPIC_EXCHANGE, filter_to_binding_key(options.filter)
         )
         self.subscriptions[name] = SessionSubscription(options, identifier, None, self.queue_name)
+        self._match_cache.clear()
         self._consume(self.queue_name, OWN_TAG)
         return existing is None
 
@@ -229,6 +237,7 @@ class MQTTSession:
         sub = self.subscriptions.pop(name, None)
         if sub is None:
             return False
+        self._match_cache.clear()
         if sub.share is not None:
             self.core_session.cancel(_SHARE_TAG + name)
             self.state.leave_shared(self, sub.queue)
@@ -327,13 +336,20 @@ class MQTTSession:
             sub = self.subscriptions.get(annotations["retained_for"])
             return [] if sub is None or sub.share is not None else [sub]
         topic = message_topic(message)
-        return [
-            s
-            for s in self.subscriptions.values()
-            if s.share is None
-            and not (local and s.options.no_local)
-            and topic_matches(s.options.filter, topic)
-        ]
+        cache = self._match_cache
+        matched = cache.get((topic, local))
+        if matched is None:
+            matched = [
+                s
+                for s in self.subscriptions.values()
+                if s.share is None
+                and not (local and s.options.no_local)
+                and topic_matches(s.options.filter, topic)
+            ]
+            if len(cache) >= _MATCH_CACHE_SIZE:
+                cache.clear()
+            cache[(topic, local)] = matched
+        return matched
 
     def consumer_cancelled(self, consumer_tag: str) -> None:
         log.warning("MQTT session %s: queue of consumer %s was deleted", self.key, consumer_tag)
@@ -393,9 +409,7 @@ class MQTTSession:
             session = self.core_session
             while pending:
                 tags, self._settle_later = pending, []
-                for tag in tags:
-                    with contextlib.suppress(CoreError):
-                        session.ack(tag)
+                session.ack_each(tags)
                 pending = self._settle_later
         finally:
             self._flushing = False

@@ -99,14 +99,26 @@ def parse_shared(topic_filter: str) -> tuple[str, str] | None:
     return group, rest
 
 
+def _swap(text: str) -> str:
+    # Runs twice per message: str.replace passes are several times faster than
+    # str.translate, whose table is a dict looked up per character.
+    if "/" not in text:
+        return text.replace(".", "/")
+    if "." not in text:
+        return text.replace("/", ".")
+    if "\x00" in text:
+        return text.translate(_SWAP)
+    return text.replace(".", "\x00").replace("/", ".").replace("\x00", "/")
+
+
 def topic_to_routing_key(topic: str) -> str:
     """``a/b.c`` -> ``a.b/c``: the AMQP routing key of an MQTT topic."""
-    return topic.translate(_SWAP)
+    return _swap(topic)
 
 
 def routing_key_to_topic(key: str) -> str:
     """``a.b/c`` -> ``a/b.c``: the MQTT topic of an AMQP routing key."""
-    return key.translate(_SWAP)
+    return _swap(key)
 
 
 def filter_to_binding_key(topic_filter: str) -> str:

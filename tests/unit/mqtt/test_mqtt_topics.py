@@ -162,3 +162,12 @@ def test_matching_agrees_with_a_level_by_level_reading(
     assert topic_matches(hashed, name)
     other = "/".join(filter_levels)
     assert topic_matches(other, name) is (other == name)
+
+
+def test_topic_swap_handles_both_separators_and_nul() -> None:
+    from rapidmq.protocols.mqtt.topics import routing_key_to_topic, topic_to_routing_key
+
+    cases = {"a/b.c": "a.b/c", "a/b/c": "a.b.c", "a.b": "a/b", "": "", "x\x00/.": "x\x00./"}
+    for topic, key in cases.items():
+        assert topic_to_routing_key(topic) == key
+        assert routing_key_to_topic(key) == topic
