@@ -21,11 +21,14 @@ class BrokerEndpoint:
     amqp_url: str
     amqp_port: int
     host: str
+    mqtt_port: int | None = None  # None: the broker runs without its MQTT listener
 
 
-def _endpoint(url: str) -> BrokerEndpoint:
+def _endpoint(url: str, mqtt_port: int | None = None) -> BrokerEndpoint:
     parts = urlsplit(url)
-    return BrokerEndpoint(amqp_url=url, amqp_port=parts.port or 5672, host=parts.hostname or "")
+    return BrokerEndpoint(
+        amqp_url=url, amqp_port=parts.port or 5672, host=parts.hostname or "", mqtt_port=mqtt_port
+    )
 
 
 def pika_parameters(url: str, **overrides: Any) -> pika.URLParameters:

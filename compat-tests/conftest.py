@@ -8,6 +8,15 @@ that URL instead, which is how every test is validated against RabbitMQ itself:
 
 ``rabbitmq`` is the local reference RabbitMQ used by the differential tests.
 
+``mqtt_endpoint`` is the MQTT side of the broker under test.  While developing,
+``RAPIDMQ_COMPAT_MQTT=HOST:PORT`` points it at another MQTT broker, which is how
+the MQTT suites are validated against the local Mosquitto (tests that need the
+same broker's AMQP side then skip):
+
+    RAPIDMQ_COMPAT_MQTT=127.0.0.1:1883 .venv/bin/pytest compat-tests -k mqtt
+
+``mosquitto`` is the local reference Mosquitto used by the MQTT differential tests.
+
 Brokers may be shared, so every queue and exchange a test creates carries a
 unique token and is deleted afterwards through a ``Scratch``.  Clients get short
 timeouts, and each test runs under a SIGALRM watchdog, so a broken broker fails
@@ -24,6 +33,7 @@ from typing import Any
 
 import pytest
 from compat_support import BrokerEndpoint, Scratch, _endpoint
+from mqtt_support import MOSQUITTO_HOST, MOSQUITTO_PORT, MQTTEndpoint, MQTTScratch
 
 from rapidmq.testing import BrokerProcess
 
@@ -52,7 +62,7 @@ def rapidmq() -> Iterator[BrokerEndpoint]:
     _brokers.append(broker)
     try:
         assert broker.amqp_port is not None, "rapidmq started with its AMQP listener off"
-        yield _endpoint(broker.amqp_url)
+        yield _endpoint(broker.amqp_url, mqtt_port=broker.mqtt_port)
     finally:
         _brokers.remove(broker)
         broker.stop()
@@ -78,6 +88,56 @@ def rabbitmq() -> str:
     if not _listening(RABBITMQ_HOST, RABBITMQ_PORT):
         pytest.skip(f"RabbitMQ is not running on {RABBITMQ_HOST}:{RABBITMQ_PORT}")
     return RABBITMQ_URL
+
+
+@pytest.fixture(scope="session")
+def mqtt_endpoint(request: pytest.FixtureRequest) -> MQTTEndpoint:
+    """The MQTT broker under test: RAPIDMQ_COMPAT_MQTT if set, else the ``rapidmq`` broker's."""
+    override = os.environ.get("RAPIDMQ_COMPAT_MQTT")
+    if override:
+        host, _, port = override.rpartition(":")
+        if not host or not port.isdigit():
+            pytest.fail(f"RAPIDMQ_COMPAT_MQTT must be HOST:PORT, not {override!r}")
+        if not _listening(host, int(port)):
+            pytest.skip(f"nothing listens on RAPIDMQ_COMPAT_MQTT={override}")
+        return MQTTEndpoint(host, int(port), name=f"mqtt://{override}")
+    if os.environ.get("RAPIDMQ_COMPAT_URL"):
+        pytest.skip("RAPIDMQ_COMPAT_URL is set without RAPIDMQ_COMPAT_MQTT: no MQTT broker to test")
+    broker: BrokerEndpoint = request.getfixturevalue("rapidmq")
+    if broker.mqtt_port is None:
+        pytest.skip("rapidmq reports mqtt=off: its MQTT listener is not wired in yet")
+    return MQTTEndpoint(broker.host, broker.mqtt_port, name="rapidmq", amqp_url=broker.amqp_url)
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> MQTTEndpoint:
+    """The local reference Mosquitto, or a skip when it is not running."""
+    if not _listening(MOSQUITTO_HOST, MOSQUITTO_PORT):
+        pytest.skip(f"Mosquitto is not running on {MOSQUITTO_HOST}:{MOSQUITTO_PORT}")
+    return MQTTEndpoint(MOSQUITTO_HOST, MOSQUITTO_PORT, name="mosquitto")
+
+
+@pytest.fixture
+def mqtt_scratch_factory() -> Iterator[Callable[[MQTTEndpoint], MQTTScratch]]:
+    """Make an ``MQTTScratch`` on any MQTT broker; all are cleaned up after the test."""
+    made: list[MQTTScratch] = []
+
+    def make(endpoint: MQTTEndpoint) -> MQTTScratch:
+        s = MQTTScratch(endpoint)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def mqtt(
+    mqtt_endpoint: MQTTEndpoint, mqtt_scratch_factory: Callable[[MQTTEndpoint], MQTTScratch]
+) -> MQTTScratch:
+    """An ``MQTTScratch`` on the MQTT broker under test."""
+    return mqtt_scratch_factory(mqtt_endpoint)
 
 
 @pytest.fixture
