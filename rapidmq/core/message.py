@@ -23,6 +23,7 @@ use:
 - ``"origin"``: who published it (MQTT's no-local compares it);
 - ``"retain"``: the MQTT RETAIN flag as published (for Retain As Published);
 - ``"qos"``: the MQTT QoS it was published with (a subscriber gets at most that);
+- ``"user_properties"``: MQTT 5 user properties in their original order;
 - ``"published_at"``: ``time.monotonic()`` at publish, so a message expiry
   interval can be forwarded as what remains of it.
 """

@@ -365,7 +365,7 @@ def test_many_qos0_messages_are_delivered_without_recursion() -> None:
     assert [p.payload for p in received] == [str(i).encode() for i in range(3000)]  # type: ignore[union-attr]
 
 
-def test_overlapping_subscriptions_deliver_once_with_max_qos_and_all_ids() -> None:
+def test_overlapping_subscriptions_each_get_a_copy_as_mosquitto_sends_them() -> None:
     world = World()
     subscriber = connected(world, "s")
     subscriber.send(
@@ -376,13 +376,14 @@ def test_overlapping_subscriptions_deliver_once_with_max_qos_and_all_ids() -> No
     publisher = connected(world, "p")
     publisher.send(Publish("a/b", b"x", qos=1, packet_id=1))
     assert subscriber.received() == [
+        Publish("a/b", b"x", qos=0, properties=MQTTProperties(subscription_identifiers=[3])),
         Publish(
             "a/b",
             b"x",
             qos=1,
             packet_id=1,
-            properties=MQTTProperties(subscription_identifiers=[3, 5]),
-        )
+            properties=MQTTProperties(subscription_identifiers=[5]),
+        ),
     ]
 
 
@@ -402,17 +403,24 @@ def test_dollar_topics_are_not_matched_by_leading_wildcards() -> None:
     client.send(Subscribe(1, (sub("#"), sub("+/x"), sub("$SYS/#"))))
     publisher = connected(world, "p")
     publisher.send(Publish("$SYS/x", b"sys"), Publish("a/x", b"a"))
-    assert client.received() == [Publish("$SYS/x", b"sys"), Publish("a/x", b"a")]
+    # "a/x" matches both "#" and "+/x": one copy each.
+    assert client.received() == [
+        Publish("$SYS/x", b"sys"),
+        Publish("a/x", b"a"),
+        Publish("a/x", b"a"),
+    ]
 
 
-def test_bad_filter_gets_failure_code() -> None:
+def test_malformed_filter_closes_the_connection_as_mosquitto_does() -> None:
     world = World()
     v5 = connected(world, "c5")
     assert v5.send(Subscribe(1, (sub("a/#/b"), sub("ok", 2)))) == [
-        SubAck(1, (0x8F, 2), MQTTProperties(reason_string="'#' is not the last level of 'a/#/b'"))
+        Disconnect(0x81, MQTTProperties(reason_string="'#' is not the last level of 'a/#/b'"))
     ]
+    assert v5.conn.closed
     v4 = connected(world, "c4", MQTT_3_1_1)
-    assert v4.send(Subscribe(1, (sub("a+"),))) == [SubAck(1, (0x80,))]
+    assert v4.send(Subscribe(1, (sub("a+"),))) == []
+    assert v4.conn.closed
 
 
 def test_bad_topic_name_in_publish_disconnects_0x90() -> None:
@@ -858,3 +866,19 @@ def test_qos0_published_while_offline_is_dropped_as_mosquitto() -> None:
     ]
     publisher.send(Publish("t", b"live qos0"))
     assert again.received() == [Publish("t", b"live qos0")]
+
+
+def test_overlapping_copies_settle_the_message_only_when_every_copy_is_acked() -> None:
+    world = World()
+    subscriber = connected(world, "s")
+    subscriber.send(Subscribe(1, (sub("a/+", 1), sub("a/#", 1))))
+    subscriber.received()
+    publisher = connected(world, "p")
+    publisher.send(Publish("a/b", b"x", qos=1, packet_id=1))
+    copies = subscriber.received()
+    assert [(p.packet_id, p.qos) for p in copies if isinstance(p, Publish)] == [(1, 1), (2, 1)]
+    core = subscriber.conn.session.core_session
+    subscriber.send(PubAck(1))
+    assert core.statistics()["messages_unacknowledged"] == 1
+    subscriber.send(PubAck(2))
+    assert core.statistics()["messages_unacknowledged"] == 0

@@ -17,7 +17,9 @@ topic with ``/`` and ``.`` swapped.  MQTT 5 properties map to AMQP properties:
 
 QoS 1 and 2 publishes are persistent (delivery mode 2).  The annotations carry
 ``origin`` (no-local), ``retain`` (Retain As Published), ``published_at`` and
-``qos`` (the published QoS, so QoS 2 survives the trip through a queue).  A
+``qos`` (the published QoS, so QoS 2 survives the trip through a queue), and
+``user_properties`` (the MQTT 5 user properties in their original order, which
+headers cannot keep when a name repeats).  A
 message from an AMQP publisher has no ``qos``: delivery mode 2 counts as QoS 1,
 anything else as QoS 0, as in RabbitMQ.
 """
@@ -92,12 +94,15 @@ def publish_to_message(publish: Publish, topic: str, *, origin: str, now: float)
         reply_to=reply_to,
         expiration=expiration,
     )
-    annotations = {
+    annotations: dict[str, Any] = {
         "origin": origin,
         "retain": publish.retain,
         "published_at": now,
         "qos": publish.qos,
     }
+    if props is not None and props.user_properties:
+        # Headers group repeated names; MQTT subscribers must get the original order.
+        annotations["user_properties"] = tuple(props.user_properties)
     return Message(
         TOPIC_EXCHANGE,
         topic_to_routing_key(topic),
@@ -152,9 +157,12 @@ def message_to_properties(message: Message, now: float) -> MQTTProperties | None
     out = MQTTProperties()
     headers = p.headers
     if headers:
-        user: list[tuple[str, str]] = []
+        annotations = message.annotations
+        original = None if annotations is None else annotations.get("user_properties")
+        user: list[tuple[str, str]] = list(original) if original else []
+        from_original = {key for key, _ in user}
         for key, value in headers.items():
-            if key in _INTERNAL_HEADERS:
+            if key in _INTERNAL_HEADERS or key in from_original:
                 continue
             if isinstance(value, list):
                 user.extend((key, _text(v)) for v in value)

@@ -127,6 +127,8 @@ class MQTTSession:
         # cleared whenever the subscriptions change.
         self._match_cache: dict[tuple[str, bool], list[SessionSubscription]] = {}
         self.inflight: dict[int, Outgoing] = {}
+        # delivery tag -> copies still in flight, when overlapping subscriptions got several
+        self._copies: dict[int, int] = {}
         self.incoming_qos2: set[int] = set()
         self.outlet: Outlet | None = None
         self.level = 4
@@ -279,50 +281,59 @@ class MQTTSession:
             self._settle_later.append(delivery_tag)
             return
         retained_delivery = annotations is not None and "retained_for" in annotations
-        qos = min(message_qos(message), max(s.options.qos for s in matched))
-        if retained_delivery:
-            retain = True
-        elif annotations is not None and annotations.get("retain"):
-            retain = any(s.options.retain_as_published for s in matched)
-        else:
-            retain = False
-        props = message_to_properties(message, self._clock())
-        if props is not None and props.message_expiry_interval == 0:
+        published_qos = message_qos(message)
+        base_props = message_to_properties(message, self._clock())
+        if base_props is not None and base_props.message_expiry_interval == 0:
             self.dropped += 1  # expired while queued
             self._settle_later.append(delivery_tag)
             return
-        ids = sorted({s.identifier for s in matched if s.identifier is not None})
-        if ids:
-            props = MQTTProperties() if props is None else props
-            props.subscription_identifiers = ids
-        topic = annotations.get("retained_topic") if retained_delivery else None  # type: ignore[union-attr]
-        out = Outgoing(
-            topic if isinstance(topic, str) else message_topic(message),
-            message.body,
-            qos,
-            retain,
-            props,
-        )
-        if qos == 0 and self._offline is not None and annotations is not None:
+        if self._offline is not None and annotations is not None:
             published_at = annotations.get("published_at")
             went, came = self._offline
-            if isinstance(published_at, float | int) and went <= published_at < came:
+            if (
+                isinstance(published_at, float | int)
+                and went <= published_at < came
+                and min(published_qos, max(s.options.qos for s in matched)) == 0
+            ):
                 self.dropped += 1  # QoS 0 is not queued for offline clients, as in Mosquitto
                 self._settle_later.append(delivery_tag)
                 return
-        self.sent += 1
-        if qos == 0:
-            outlet.send_publish(out, dup=False)
+        topic = annotations.get("retained_topic") if retained_delivery else None  # type: ignore[union-attr]
+        if not isinstance(topic, str):
+            topic = message_topic(message)
+        published_retain = bool(annotations and annotations.get("retain"))
+        # Overlapping subscriptions each get their own copy with their own QoS and
+        # subscription identifier, as Mosquitto sends them (MQTT 5 allows either).
+        waiting = 0
+        for sub in matched:
+            options = sub.options
+            qos = min(published_qos, options.qos)
+            retain = retained_delivery or (published_retain and options.retain_as_published)
+            props = base_props
+            if sub.identifier is not None:
+                props = (
+                    MQTTProperties(subscription_identifiers=[sub.identifier])
+                    if props is None
+                    else replace(props, subscription_identifiers=[sub.identifier])
+                )
+            out = Outgoing(topic, message.body, qos, retain, props)
+            self.sent += 1
+            if qos == 0:
+                outlet.send_publish(out, dup=False)
+                continue
+            packet_id = self._allocate_id()
+            out.packet_id = packet_id
+            out.delivery_tag = delivery_tag
+            self.inflight[packet_id] = out
+            if outlet.send_publish(out, dup=False):
+                waiting += 1
+            else:
+                del self.inflight[packet_id]
+                self.dropped += 1
+        if not waiting:
             self._settle_later.append(delivery_tag)
-            return
-        packet_id = self._allocate_id()
-        out.packet_id = packet_id
-        out.delivery_tag = delivery_tag
-        self.inflight[packet_id] = out
-        if not outlet.send_publish(out, dup=False):
-            del self.inflight[packet_id]
-            self.dropped += 1
-            self._settle_later.append(delivery_tag)
+        elif waiting > 1:
+            self._copies[delivery_tag] = waiting
 
     def _matching(
         self, consumer_tag: str, message: Message, annotations: Any
@@ -387,6 +398,14 @@ class MQTTSession:
 
     def _complete(self, packet_id: int) -> None:
         out = self.inflight.pop(packet_id)
+        tag = out.delivery_tag
+        if tag is not None and tag in self._copies:
+            # One copy of several (overlapping subscriptions): ack the core on the last.
+            left = self._copies[tag] - 1
+            if left:
+                self._copies[tag] = left
+                return
+            del self._copies[tag]
         if out.delivery_tag is not None:
             with contextlib.suppress(CoreError):  # the queue went away meanwhile
                 self.core_session.ack(out.delivery_tag)

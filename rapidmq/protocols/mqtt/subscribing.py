@@ -47,9 +47,11 @@ def handle_subscribe(conn: MQTTConnection, packet: Subscribe) -> None:
             validate_topic_filter(sub.filter)
             share = parse_shared(sub.filter)
         except InvalidTopicFilter as err:
-            codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else FAILURE_311)
-            problems.append(err.text)
-            continue
+            # A filter that breaks the wildcard rules is malformed, so the packet is:
+            # close the connection (MQTT 5: DISCONNECT 0x81), as Mosquitto does.
+            # SUBACK 0x8F is for well-formed filters the client may not use.
+            conn.protocol_violation(err.text, ReasonCode.MALFORMED_PACKET)
+            return
         if share is not None and sub.no_local and v5:
             conn.protocol_violation(f"no local on shared subscription '{sub.filter}'")
             return
@@ -81,9 +83,9 @@ def handle_unsubscribe(conn: MQTTConnection, packet: Unsubscribe) -> None:
     for topic_filter in packet.filters:
         try:
             validate_topic_filter(topic_filter)
-        except InvalidTopicFilter:
-            codes.append(ReasonCode.TOPIC_FILTER_INVALID)
-            continue
+        except InvalidTopicFilter as err:
+            conn.protocol_violation(err.text, ReasonCode.MALFORMED_PACKET)
+            return
         existed = session.unsubscribe(topic_filter)
         codes.append(ReasonCode.SUCCESS if existed else ReasonCode.NO_SUBSCRIPTION_EXISTED)
     conn.send(UnsubAck(packet.packet_id, tuple(codes) if conn.level == MQTT_5 else ()))
