@@ -293,7 +293,7 @@ def test_effective_qos_is_min_of_publish_and_subscription() -> None:
     subscriber = connected(world, "s")
     subscriber.send(Subscribe(1, (sub("a", 1),)))
     publisher = connected(world, "p")
-    publisher.send(Publish("a", b"q2", qos=2, packet_id=1))
+    publisher.send(Publish("a", b"q2", qos=2, packet_id=1), PubRel(1))
     publisher.send(Publish("a", b"q0"))
     assert subscriber.received() == [
         Publish("a", b"q2", qos=1, packet_id=1),
@@ -308,9 +308,12 @@ def test_qos2_inbound_exactly_once() -> None:
     publisher = connected(world, "p")
     assert publisher.send(Publish("a", b"x", qos=2, packet_id=5)) == [PubRec(5)]
     assert publisher.send(Publish("a", b"x", qos=2, dup=True, packet_id=5)) == [PubRec(5)]
-    assert subscriber.received() == [Publish("a", b"x")]
+    # Held until PUBREL (as Mosquitto), then routed exactly once.
+    assert subscriber.received() == []
     assert publisher.send(PubRel(5)) == [PubComp(5)]
+    assert subscriber.received() == [Publish("a", b"x")]
     assert publisher.send(PubRel(5)) == [PubComp(5, 0x92)]
+    assert subscriber.received() == []
 
 
 def test_qos2_outbound_flow_acks_core_delivery_on_pubcomp() -> None:
@@ -318,7 +321,7 @@ def test_qos2_outbound_flow_acks_core_delivery_on_pubcomp() -> None:
     subscriber = connected(world, "s")
     subscriber.send(Subscribe(1, (sub("a", 2),)))
     publisher = connected(world, "p")
-    publisher.send(Publish("a", b"x", qos=2, packet_id=9))
+    publisher.send(Publish("a", b"x", qos=2, packet_id=9), PubRel(9))
     assert subscriber.received() == [Publish("a", b"x", qos=2, packet_id=1)]
     assert subscriber.send(PubRec(1)) == [PubRel(1)]
     queue = world.broker.vhost("/").queues["mqtt-session-s"]  # type: ignore[union-attr]
@@ -346,7 +349,7 @@ def test_client_exceeding_our_receive_maximum_is_disconnected_0x93() -> None:
     world = World(settings=MQTTSettings(receive_maximum=1))
     publisher = world.client()
     publisher.connect("p")
-    assert publisher.send(Publish("a", b"1", qos=2, packet_id=1)) == [PubRec(1, 0x10)]
+    assert publisher.send(Publish("a", b"1", qos=2, packet_id=1)) == [PubRec(1)]
     assert publisher.send(Publish("a", b"2", qos=2, packet_id=2)) == [
         Disconnect(0x93, MQTTProperties(reason_string="receive maximum exceeded"))
     ]
@@ -519,7 +522,9 @@ def test_persistent_session_redelivers_with_dup_and_same_packet_ids() -> None:
     publisher.send(
         Publish("a", b"1", qos=1, packet_id=1),
         Publish("a", b"2", qos=2, packet_id=2),
+        PubRel(2),
         Publish("a", b"3", qos=2, packet_id=3),
+        PubRel(3),
     )
     assert client.received() == [
         Publish("a", b"1", qos=1, packet_id=1),
@@ -882,3 +887,19 @@ def test_overlapping_copies_settle_the_message_only_when_every_copy_is_acked() -
     assert core.statistics()["messages_unacknowledged"] == 1
     subscriber.send(PubAck(2))
     assert core.statistics()["messages_unacknowledged"] == 0
+
+
+def test_qos2_message_held_across_a_reconnect_is_routed_on_pubrel() -> None:
+    world = World()
+    subscriber = connected(world, "s")
+    subscriber.send(Subscribe(1, (sub("a", 2),)))
+    props = MQTTProperties(session_expiry_interval=60)
+    publisher = connected(world, "p", properties=props)
+    assert publisher.send(Publish("a", b"held", qos=2, packet_id=7)) == [PubRec(7)]
+    publisher.conn.connection_lost()
+    assert subscriber.received() == []
+    again = world.client()
+    [ack] = again.connect("p", clean_start=False, properties=props)
+    assert isinstance(ack, ConnAck) and ack.session_present
+    assert again.send(PubRel(7)) == [PubComp(7)]
+    assert subscriber.received() == [Publish("a", b"held", qos=2, packet_id=1)]

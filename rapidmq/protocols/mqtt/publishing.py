@@ -1,9 +1,11 @@
 """Inbound PUBLISH and PUBREL: topic aliases, validation, routing and acknowledgement.
 
-QoS 0 is routed and forgotten, QoS 1 is routed then PUBACKed, and QoS 2 is
-routed on its first PUBLISH, its packet id remembered in the session until
-PUBREL, so a DUP re-send of the same id is acknowledged but not routed again.
-In MQTT 5 an acknowledgement says 0x10 when the message reached no queue.
+QoS 0 is routed and forgotten, QoS 1 is routed then PUBACKed.  QoS 2 is held
+in the session under its packet id from PUBLISH until PUBREL and routed then
+(the specification's "method A", which Mosquitto uses, so QoS 2 messages reach
+subscribers in the same order as from Mosquitto); a DUP re-send of a held id is
+acknowledged again but not stored twice.  In MQTT 5 a PUBACK says 0x10 when the
+message reached no queue.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class PublishHandler:
         packet_id = p.packet_id or 0
         if qos == 2:
             if packet_id in session.incoming_qos2:
-                conn.send_ack(PacketType.PUBREC, packet_id, 0)  # a re-send: not routed again
+                conn.send_ack(PacketType.PUBREC, packet_id, 0)  # a re-send: held already
                 return
             if len(session.incoming_qos2) >= conn.settings.receive_maximum:
                 conn.protocol_violation(
@@ -82,6 +84,10 @@ class PublishHandler:
                 conn.send_ack(kind, packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
             return
         message = publish_to_message(p, topic, origin=session.origin, now=conn.mqtt.clock())
+        if qos == 2:
+            session.incoming_qos2[packet_id] = (topic, message, p.retain)
+            conn.send_ack(PacketType.PUBREC, packet_id, 0)
+            return
         try:
             result = conn.mqtt.publish(session.core_session, topic, message, p.retain)
         except CoreError as err:
@@ -99,16 +105,23 @@ class PublishHandler:
             code = ReasonCode.NO_MATCHING_SUBSCRIBERS
         if qos == 1:
             conn.send_ack(PacketType.PUBACK, packet_id, code)
-        elif qos == 2:
-            session.incoming_qos2.add(packet_id)
-            conn.send_ack(PacketType.PUBREC, packet_id, code)
 
     def pubrel(self, packet_id: int) -> None:
-        """PUBREL: forget the QoS 2 packet id; 0x92 if it was not known."""
-        incoming = self.conn.session.incoming_qos2
-        if packet_id in incoming:
-            incoming.discard(packet_id)
-            self.conn.send_ack(PacketType.PUBCOMP, packet_id, 0)
-        else:
-            code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-            self.conn.send_ack(PacketType.PUBCOMP, packet_id, code)
+        """PUBREL: route the held QoS 2 message, then PUBCOMP; 0x92 if the id is unknown."""
+        conn = self.conn
+        session = conn.session
+        held = session.incoming_qos2.pop(packet_id, None)
+        if held is None:
+            conn.send_ack(PacketType.PUBCOMP, packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
+            return
+        topic, message, retain = held
+        try:
+            result = conn.mqtt.publish(session.core_session, topic, message, retain)
+        except CoreError as err:
+            log.warning("MQTT publish to '%s' refused: %s", topic, err.text)
+            conn.send_ack(PacketType.PUBCOMP, packet_id, 0)
+            return
+        self.published += 1
+        if not result.routed:
+            self.unroutable += 1
+        conn.send_ack(PacketType.PUBCOMP, packet_id, 0)

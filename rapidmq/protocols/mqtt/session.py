@@ -47,7 +47,7 @@ from rapidmq.protocols.mqtt.mapping import (
     message_to_properties,
     message_topic,
 )
-from rapidmq.protocols.mqtt.packets import MQTTProperties, Subscription
+from rapidmq.protocols.mqtt.packets import MQTT_5, MQTTProperties, Subscription
 from rapidmq.protocols.mqtt.topics import filter_to_binding_key, topic_matches
 
 if TYPE_CHECKING:
@@ -100,6 +100,10 @@ class Outgoing:
 _MATCH_CACHE_SIZE = 4096
 
 
+def _granted_qos(sub: SessionSubscription) -> int:
+    return sub.options.qos
+
+
 class MQTTSession:
     """The server side of one MQTT session (``clean start`` ends it with its connection)."""
 
@@ -129,7 +133,8 @@ class MQTTSession:
         self.inflight: dict[int, Outgoing] = {}
         # delivery tag -> copies still in flight, when overlapping subscriptions got several
         self._copies: dict[int, int] = {}
-        self.incoming_qos2: set[int] = set()
+        # QoS 2 from the client, held from PUBLISH until PUBREL: id -> (topic, message, retain)
+        self.incoming_qos2: dict[int, tuple[str, Message, bool]] = {}
         self.outlet: Outlet | None = None
         self.level = 4
         self.ended = False
@@ -302,8 +307,11 @@ class MQTTSession:
         if not isinstance(topic, str):
             topic = message_topic(message)
         published_retain = bool(annotations and annotations.get("retain"))
-        # Overlapping subscriptions each get their own copy with their own QoS and
-        # subscription identifier, as Mosquitto sends them (MQTT 5 allows either).
+        # Overlapping subscriptions: MQTT 5 clients get a copy per subscription with
+        # its own QoS and subscription identifier, earlier levels one copy at the
+        # highest QoS -- both as Mosquitto sends them.
+        if len(matched) > 1 and self.level != MQTT_5:
+            matched = [max(matched, key=_granted_qos)]
         waiting = 0
         for sub in matched:
             options = sub.options
