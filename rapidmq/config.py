@@ -27,6 +27,7 @@ __all__ = [
     "CONFIG_ENV",
     "SETTINGS",
     "Backend",
+    "Storage",
     "ConfigError",
     "LogLevel",
     "SettingInfo",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 Backend = Literal["trio", "asyncio"]
+Storage = Literal["rocksdb", "memory"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 CONFIG_ENV = "RAPIDMQ_CONFIG"
@@ -64,6 +66,7 @@ class Settings:
     http_port: int | None = 15672
     bind: str = "0.0.0.0"
     data_dir: str = "./rapidmq-data"
+    storage: Storage = "rocksdb"
     backend: Backend = "trio"
     log_level: LogLevel = "info"
     heartbeat_s: int = 60
@@ -201,6 +204,12 @@ SETTINGS: tuple[SettingInfo, ...] = (
     ),
     SettingInfo("bind", "address every listener binds", _text, "ADDRESS"),
     SettingInfo("data_dir", "directory for durable state", _text, "DIR"),
+    SettingInfo(
+        "storage",
+        "rocksdb (durable, under data_dir) or memory (nothing survives a restart)",
+        _one_of("rocksdb", "memory"),
+        "KIND",
+    ),
     SettingInfo("backend", "event loop: trio or asyncio", _one_of("trio", "asyncio"), "NAME"),
     SettingInfo(
         "log_level",

@@ -13,7 +13,12 @@ from rapidmq.server import Server
 async def server(anyio_backend: str) -> AsyncIterator[Server]:
     """A broker in this process, on a free loopback port, on the test's backend."""
     settings = Settings(
-        amqp_port=0, mqtt_port=None, mqtt_ws_port=None, http_port=None, bind="127.0.0.1"
+        amqp_port=0,
+        mqtt_port=None,
+        mqtt_ws_port=None,
+        http_port=None,
+        bind="127.0.0.1",
+        storage="memory",
     )
     srv = Server(settings)
     await srv.start()

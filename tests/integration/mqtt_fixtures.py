@@ -24,7 +24,12 @@ __all__ = ["MQTTClient", "mqtt_connect", "mqtt_port", "mqtt_server"]
 async def mqtt_server(anyio_backend: str) -> AsyncIterator[Server]:
     """A broker in this process with AMQP and MQTT on free loopback ports."""
     settings = Settings(
-        amqp_port=0, mqtt_port=0, mqtt_ws_port=None, http_port=None, bind="127.0.0.1"
+        amqp_port=0,
+        mqtt_port=0,
+        mqtt_ws_port=None,
+        http_port=None,
+        bind="127.0.0.1",
+        storage="memory",
     )
     srv = Server(settings)
     await srv.start()

@@ -19,6 +19,7 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "bind": ("127.0.0.1", '"127.0.0.1"', "127.0.0.1"),
     "data_dir": ("/var/lib/rapidmq", '"/var/lib/rapidmq"', "/var/lib/rapidmq"),
     "backend": ("asyncio", '"asyncio"', "asyncio"),
+    "storage": ("memory", '"memory"', "memory"),
     "log_level": ("DEBUG", '"debug"', "debug"),
     "heartbeat_s": ("0", "0", 0),
     "frame_max": ("4096", "4096", 4096),
@@ -63,6 +64,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "handshake_timeout_s": 10.0,
         "mqtt_vhost": "/",
         "mqtt_ws_port": 15675,
+        "storage": "rocksdb",
     }
 
 
