@@ -27,11 +27,11 @@ __all__ = [
     "CONFIG_ENV",
     "SETTINGS",
     "Backend",
-    "Storage",
     "ConfigError",
     "LogLevel",
     "SettingInfo",
     "Settings",
+    "Storage",
     "load_settings",
 ]
 
