@@ -47,6 +47,8 @@ TOPIC_EXCHANGE = "amq.topic"
 CORRELATION_HEADER = "x-mqtt-correlation-data"
 PAYLOAD_FORMAT_HEADER = "x-mqtt-payload-format"
 _INTERNAL_HEADERS = frozenset((CORRELATION_HEADER, PAYLOAD_FORMAT_HEADER))
+_TRANSIENT = Properties(delivery_mode=1)
+_PERSISTENT = Properties(delivery_mode=2)
 
 
 def publish_to_message(publish: Publish, topic: str, *, origin: str, now: float) -> Message:
@@ -86,14 +88,18 @@ def publish_to_message(publish: Publish, topic: str, *, origin: str, now: float)
         if props.payload_format_indicator == 1:
             headers = headers if headers is not None else {}
             headers[PAYLOAD_FORMAT_HEADER] = 1
-    properties = Properties(
-        content_type=content_type,
-        headers=headers,
-        delivery_mode=2 if publish.qos else 1,
-        correlation_id=correlation_id,
-        reply_to=reply_to,
-        expiration=expiration,
-    )
+    if props is None:
+        # Properties are immutable by convention, so a bare publish shares one.
+        properties = _PERSISTENT if publish.qos else _TRANSIENT
+    else:
+        properties = Properties(
+            content_type=content_type,
+            headers=headers,
+            delivery_mode=2 if publish.qos else 1,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            expiration=expiration,
+        )
     annotations: dict[str, Any] = {
         "origin": origin,
         "retain": publish.retain,

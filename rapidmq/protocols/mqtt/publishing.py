@@ -28,15 +28,20 @@ __all__ = ["PublishHandler"]
 
 log = logging.getLogger("rapidmq.mqtt")
 
+_VALID_TOPICS_KEPT = 1024
+
 
 class PublishHandler:
     """The publishing half of one connection, with its inbound topic aliases."""
 
-    __slots__ = ("aliases", "conn", "published", "unroutable")
+    __slots__ = ("aliases", "conn", "published", "unroutable", "valid_topics")
 
     def __init__(self, conn: MQTTConnection) -> None:
         self.conn = conn
         self.aliases: dict[int, str] = {}
+        # Topics this connection published that passed validation: most clients
+        # publish to a few topics over and over.
+        self.valid_topics: set[str] = set()
         self.published = 0
         self.unroutable = 0
 
@@ -60,11 +65,16 @@ class PublishHandler:
                     conn.protocol_violation(f"unknown topic alias {alias}")
                     return
                 topic = known
-        try:
-            validate_topic_name(topic)
-        except InvalidTopic as err:
-            conn.protocol_violation(err.text, ReasonCode.TOPIC_NAME_INVALID)
-            return
+        valid = self.valid_topics
+        if topic not in valid:
+            try:
+                validate_topic_name(topic)
+            except InvalidTopic as err:
+                conn.protocol_violation(err.text, ReasonCode.TOPIC_NAME_INVALID)
+                return
+            if len(valid) >= _VALID_TOPICS_KEPT:
+                valid.clear()
+            valid.add(topic)
         qos = p.qos
         session = conn.session
         packet_id = p.packet_id or 0
