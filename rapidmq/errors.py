@@ -9,8 +9,11 @@ RapidMQError
 │   ├── ResourceLimitExceeded      (limits: queue/connection counts)
 │   ├── NotAllowed                 530 (connection scope)
 │   ├── CommandInvalid             503 (connection scope)
-│   └── NotImplementedFeature      540 (connection scope)
+│   ├── NotImplementedFeature      540 (connection scope)
+│   └── StorageFailed              541 (a durable write failed; connection scope)
 ├── protocols.amqp091.errors.FrameError   (malformed bytes; closes the connection)
+├── protocols.mqtt.errors.MQTTProtocolError (malformed MQTT; closes the connection)
+├── storage.api.StorageError       (the data dir cannot be opened or written)
 └── config.ConfigError             (bad configuration; stops start-up with one line)
 """
 

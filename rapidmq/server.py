@@ -5,6 +5,11 @@ timer, and the signal watcher; each listener's connections run in the
 listener's own task group (ARCHITECTURE.md §2).  SIGTERM or SIGINT stops the
 broker gracefully: listeners close first, then every connection is closed with
 320 CONNECTION_FORCED, and the process exits 0.
+
+Start-up opens the stores (``--storage``, ``--data-dir``) before any listener
+and rebuilds the durable metadata from them; a data dir that cannot be used
+ends start-up with one line and exit code 1.  The stores close after the last
+connection.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from rapidmq.core.broker import Broker
 from rapidmq.protocols.amqp091.connection import AMQPConnection, AMQPSettings
 from rapidmq.protocols.mqtt.connection import MQTTConnection, MQTTSettings
 from rapidmq.protocols.mqtt.state import MQTTState
+from rapidmq.storage import open_stores
+from rapidmq.storage.api import MessageStore, MetadataStore, StorageError
 from rapidmq.transport.tcp import (
     ConnectionHandler,
     HandlerFactory,
@@ -46,11 +53,17 @@ TICK_S = 0.05
 
 
 class Server:
-    """The broker's listeners and connections, around one core ``Broker``."""
+    """The broker's listeners and connections, around one core ``Broker``.
+
+    Until :meth:`start` the core holds only the defaults (no store); ``start``
+    replaces it with one restored from the stores.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broker = Broker()
+        self.metadata: MetadataStore | None = None
+        self.messages: MessageStore | None = None
+        self.broker = Broker(default_vhost=settings.default_vhost)
         self.users = UserStore()
         if settings.default_user:
             self.users.add_user(
@@ -79,6 +92,7 @@ class Server:
             "http": None,
         }
         self._listeners: list[tuple[anyio.abc.SocketListener, HandlerFactory]] = []
+        self._recovered = ""
         self._stopping = False
 
     def _amqp_handler(self, peer: tuple[str, int], wake: Callable[[], None]) -> ConnectionHandler:
@@ -124,10 +138,53 @@ class Server:
                 broker.tick()
             self.mqtt_state.tick(now)
 
+    def _open_storage(self) -> None:
+        """Open the stores and rebuild vhosts, users and durable topology from them."""
+        s = self.settings
+        started = time.perf_counter()
+        metadata, messages = open_stores(s.data_dir, s.storage)
+        self.metadata, self.messages = metadata, messages
+        try:
+            broker = Broker(metadata=metadata, default_vhost=s.default_vhost)
+            counts = broker.restore()
+            users = UserStore(metadata=metadata)
+            user_count = users.restore()
+            # Like RabbitMQ's guest, the default user is made on a fresh store only.
+            if not user_count and s.default_user:
+                users.add_user(s.default_user, s.default_pass, tags=("administrator",))
+        except BaseException:
+            self._close_storage()
+            raise
+        self.broker = broker
+        self.users = users
+        self.mqtt_state = MQTTState(broker)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self._recovered = (
+            f"recovered {counts['vhosts']} vhosts, {user_count} users, "
+            f"{counts['exchanges']} exchanges, {counts['queues']} queues, "
+            f"{counts['bindings']} bindings in {elapsed_ms:.0f} ms"
+        )
+
+    def _close_storage(self) -> None:
+        metadata, messages = self.metadata, self.messages
+        self.metadata = self.messages = None
+        try:
+            if messages is not None:
+                messages.close()
+        finally:
+            if metadata is not None:
+                metadata.close()
+
     async def start(self) -> None:
-        """Bind every configured listener. Raises ListenError with a one-line reason."""
+        """Open the stores, then bind every configured listener.
+
+        Raises:
+            StorageError: the data dir cannot be used (one line naming the fix).
+            ListenError: a listener cannot bind (one line).
+        """
         self._stopped = anyio.Event()
         s = self.settings
+        self._open_storage()
         wanted: list[tuple[str, int | None, str, str, HandlerFactory]] = [
             ("amqp", s.amqp_port, "AMQP", "--amqp-port", self._amqp_handler),
             ("mqtt", s.mqtt_port, "MQTT", "--mqtt-port", self._mqtt_handler),
@@ -151,19 +208,28 @@ class Server:
         except ListenError:
             for listener, _factory in self._listeners:
                 await listener.aclose()
+            self._close_storage()
             raise
+        # Logged once listening, so that a refused start-up says one line only.
+        log.info("%s", self._recovered)
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Run until stop() is called. Listeners must have been started."""
-        async with anyio.create_task_group() as tg:
-            for listener, factory in self._listeners:
-                tg.start_soon(self._serve_listener, listener, factory)
-            tg.start_soon(self._tick)
-            task_status.started()
-            await self._stopped.wait()
-            tg.cancel_scope.cancel()
+        """Run until stop() is called. Listeners must have been started.
+
+        The stores close when this returns, after every connection has ended.
+        """
+        try:
+            async with anyio.create_task_group() as tg:
+                for listener, factory in self._listeners:
+                    tg.start_soon(self._serve_listener, listener, factory)
+                tg.start_soon(self._tick)
+                task_status.started()
+                await self._stopped.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._close_storage()
 
     async def stop(self) -> None:
         """Stop accepting, close connections with 320 CONNECTION_FORCED, then return."""
@@ -195,6 +261,14 @@ async def _main(settings: Settings) -> int:
         await server.start()
     except ListenError as err:
         print(f"rapidmq: {err}", file=sys.stderr, flush=True)
+        return 1
+    except StorageError as err:
+        text = " ".join(str(err).split())
+        print(
+            text if text.startswith("rapidmq: ") else f"rapidmq: {text}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     # Signals are watched before the ready line goes out, so a SIGTERM sent the
     # moment a supervisor sees the line still stops the broker gracefully.

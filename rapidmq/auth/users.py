@@ -4,6 +4,10 @@ Passwords are kept only as hashes in RabbitMQ's ``rabbit_password_hashing_sha256
 format: base64 of a 4-byte random salt followed by ``sha256(salt + utf8 password)``.
 Hashes exported from RabbitMQ (``rabbitmqctl export_definitions``) therefore work
 here unchanged, and hashes made here import into RabbitMQ.
+
+With a metadata store, each change is written (a ``user`` record holding name,
+password hash and tags) before it takes effect, and :meth:`UserStore.restore`
+reads the users back at start-up.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from rapidmq.errors import RapidMQError
+from rapidmq.storage.api import MetadataStore
 
 __all__ = [
     "HASHING_ALGORITHM",
@@ -90,14 +95,45 @@ _UNMATCHABLE_HASH = hash_password(os.urandom(16).hex())
 
 
 class UserStore:
-    """The users RapidMQ knows, by name."""
+    """The users RapidMQ knows, by name, optionally kept in a metadata store.
 
-    __slots__ = ("_users",)
+    Every change raises :class:`~rapidmq.storage.api.StorageError` (and does
+    not take effect) when the store cannot write it.
+    """
 
-    def __init__(self, users: Iterable[User] = ()) -> None:
+    __slots__ = ("_metadata", "_users")
+
+    def __init__(
+        self, users: Iterable[User] = (), *, metadata: MetadataStore | None = None
+    ) -> None:
         self._users: dict[str, User] = {}
+        self._metadata = metadata
         for user in users:
             self.put(user)
+
+    def restore(self) -> int:
+        """Read every stored user back, writing nothing; returns how many.
+
+        Raises:
+            StorageError: the store failed.
+        """
+        if self._metadata is None:
+            return 0
+        count = 0
+        for (name,), value in self._metadata.items("user"):
+            tags = value.get("tags", [])
+            self._users[name] = User(name, str(value.get("password_hash", "")), tuple(tags))
+            count += 1
+        return count
+
+    def _record(self, user: User) -> None:
+        if self._metadata is not None:
+            value = {
+                "name": user.name,
+                "password_hash": user.password_hash,
+                "tags": list(user.tags),
+            }
+            self._metadata.put("user", (user.name,), value)
 
     @classmethod
     def with_default_user(cls, name: str = "guest", password: str = "guest") -> UserStore:
@@ -115,11 +151,13 @@ class UserStore:
         if name in self._users:
             raise UserExists(f"user '{name}' already exists")
         user = User(name, hash_password(password), tuple(tags))
+        self._record(user)
         self._users[name] = user
         return user
 
     def put(self, user: User) -> None:
         """Create or replace a user as given, e.g. from imported definitions."""
+        self._record(user)
         self._users[user.name] = user
 
     def delete_user(self, name: str) -> None:
@@ -128,8 +166,11 @@ class UserStore:
         Raises:
             NoSuchUser: no user of that name exists.
         """
-        if self._users.pop(name, None) is None:
+        if name not in self._users:
             raise NoSuchUser(f"no user '{name}'")
+        if self._metadata is not None:
+            self._metadata.delete("user", (name,))
+        del self._users[name]
 
     def get(self, name: str) -> User | None:
         return self._users.get(name)

@@ -24,6 +24,7 @@ from rapidmq.core.errors import (
     PreconditionFailed,
     ResourceLimitExceeded,
     ResourceLocked,
+    StorageFailed,
 )
 from rapidmq.core.exchange import Exchange, ExchangeType
 from rapidmq.core.message import Message, Properties
@@ -54,5 +55,6 @@ __all__ = [
     "ResourceLimitExceeded",
     "ResourceLocked",
     "Session",
+    "StorageFailed",
     "VirtualHost",
 ]

@@ -2,23 +2,37 @@
 
 Time is passed in, never waited for: the server calls :meth:`Broker.tick` at
 :meth:`Broker.next_deadline` (message TTL expiry, queue ``x-expires``).
+
+With a metadata store, durable topology is written as it changes (see
+:mod:`rapidmq.core.durable`) and :meth:`Broker.restore` rebuilds it at start-up.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from rapidmq.core.api import ClientInfo, DeliverySink
-from rapidmq.core.errors import NotAllowed
+from rapidmq.core.durable import (
+    Recorder,
+    read_bindings,
+    read_exchanges,
+    read_queues,
+    unreadable,
+)
+from rapidmq.core.errors import CoreError, NotAllowed
 from rapidmq.core.queue import Queue
 from rapidmq.core.session import Session
 from rapidmq.core.vhost import VirtualHost
+from rapidmq.storage.api import MetadataStore
 
 __all__ = ["Broker", "CoreConnection"]
 
 _COUNTERS = ("published", "unroutable", "delivered", "acked", "rejected")
+
+log = logging.getLogger("rapidmq.core")
 
 
 class CoreConnection:
@@ -71,26 +85,47 @@ class CoreConnection:
 
 
 class Broker:
-    """The root of the core: vhosts and connections, driven by plain calls."""
+    """The root of the core: vhosts and connections, driven by plain calls.
+
+    Without ``metadata`` the broker starts with the vhost ``default_vhost``.
+    With it, call :meth:`restore` once before use: it rebuilds what the store
+    holds, or creates ``default_vhost`` in a store that holds no vhost.
+    """
 
     def __init__(
         self,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        metadata: MetadataStore | None = None,
+        default_vhost: str = "/",
     ) -> None:
         self._clock = clock
         self._wall_clock = wall_clock
+        self._metadata = metadata
+        self._default_vhost = default_vhost
         self._vhosts: dict[str, VirtualHost] = {}
         self._connections: dict[CoreConnection, None] = {}
         self._retired = dict.fromkeys(_COUNTERS, 0)
-        self.add_vhost("/")
+        if metadata is None:
+            self.add_vhost(default_vhost)
+
+    def _new_vhost(self, name: str) -> VirtualHost:
+        store = self._metadata
+        recorder = None if store is None else Recorder(store, name)
+        return VirtualHost(name, clock=self._clock, wall_clock=self._wall_clock, recorder=recorder)
 
     def add_vhost(self, name: str) -> VirtualHost:
-        """Create a vhost with the predeclared exchanges (or return the existing one)."""
+        """Create a vhost with the predeclared exchanges (or return the existing one).
+
+        Raises:
+            StorageFailed: the new vhost could not be recorded.
+        """
         vhost = self._vhosts.get(name)
         if vhost is None:
-            vhost = VirtualHost(name, clock=self._clock, wall_clock=self._wall_clock)
+            vhost = self._new_vhost(name)
+            if vhost.recorder is not None:
+                vhost.recorder.vhost_added()
             self._vhosts[name] = vhost
         return vhost
 
@@ -101,12 +136,62 @@ class Broker:
             return
         for connection in [c for c in self._connections if c.vhost is vhost]:
             connection.close()
-        for queue in list(vhost.queues.values()):
-            vhost.remove_queue(queue)
+        vhost.clear()
+        if vhost.recorder is not None:
+            vhost.recorder.vhost_deleted()  # last, so no record outlives its vhost's
 
     def vhost(self, name: str) -> VirtualHost | None:
         """The vhost ``name``, if any."""
         return self._vhosts.get(name)
+
+    def restore(self) -> dict[str, int]:
+        """Rebuild vhosts, durable exchanges, queues and bindings from the store.
+
+        Nothing read is written back.  A store with no vhost is new: the default
+        vhost is created (and recorded) then, as RabbitMQ does on first boot.
+        Records whose vhost, source or destination is gone are skipped with a
+        warning.
+
+        Returns:
+            How many of each were restored: ``vhosts``, ``exchanges``, ``queues``,
+            ``bindings``.
+
+        Raises:
+            StorageError: a record is unreadable (one line naming the fix), or
+                the store failed.
+        """
+        store = self._metadata
+        counts = {"vhosts": 0, "exchanges": 0, "queues": 0, "bindings": 0}
+        if store is None:
+            return counts
+        for key, _ in store.items("vhost"):
+            name = key[0]
+            if name not in self._vhosts:
+                self._vhosts[name] = self._new_vhost(name)
+                counts["vhosts"] += 1
+        if not self._vhosts:
+            self.add_vhost(self._default_vhost)
+        for exchange in read_exchanges(store):
+            vhost = self._vhosts.get(exchange.vhost)
+            try:
+                if vhost is not None and vhost.restore_exchange(exchange):
+                    counts["exchanges"] += 1
+            except CoreError as err:  # an exchange type this build does not know
+                raise unreadable("exchange", (exchange.vhost, exchange.name), err.text) from None
+        for queue in read_queues(store):
+            vhost = self._vhosts.get(queue.vhost)
+            try:
+                if vhost is not None and vhost.restore_queue(queue):
+                    counts["queues"] += 1
+            except CoreError as err:  # arguments this build refuses
+                raise unreadable("queue", (queue.vhost, queue.name), err.text) from None
+        for binding in read_bindings(store):
+            vhost = self._vhosts.get(binding.vhost)
+            if vhost is not None and vhost.restore_binding(binding):
+                counts["bindings"] += 1
+            else:
+                log.warning("stored binding %s skipped: its vhost or an end is gone", binding)
+        return counts
 
     def connect(self, vhost: str, client: ClientInfo) -> CoreConnection:
         """A new client connection to ``vhost``.

@@ -24,6 +24,7 @@ __all__ = [
     "ResourceLimitExceeded",
     "ResourceLocked",
     "Scope",
+    "StorageFailed",
 ]
 
 Scope = Literal["channel", "connection"]
@@ -74,5 +75,15 @@ class CommandInvalid(CoreError):
 
 class NotImplementedFeature(CoreError):
     """A feature RapidMQ does not implement (AMQP 540)."""
+
+    default_scope: ClassVar[Scope] = "connection"
+
+
+class StorageFailed(CoreError):
+    """A durable object could not be written to the metadata store (AMQP 541).
+
+    The operation is refused rather than done without durability; the front end
+    closes the connection, since 541 INTERNAL_ERROR is a connection error.
+    """
 
     default_scope: ClassVar[Scope] = "connection"

@@ -16,6 +16,7 @@ from rapidmq.core.arguments import (
     resource_name,
 )
 from rapidmq.core.dead_letter import dead_lettered, is_cycle
+from rapidmq.core.durable import BindingRecord, ExchangeRecord, QueueRecord, Recorder
 from rapidmq.core.errors import AccessRefused, NotFound, PreconditionFailed, ResourceLocked
 from rapidmq.core.exchange import Binding, Exchange, exchange_type
 from rapidmq.core.message import Message
@@ -33,6 +34,7 @@ PREDECLARED_EXCHANGES = (
     ("amq.headers", "headers"),
     ("amq.match", "headers"),
 )
+_PREDECLARED_NAMES = frozenset(name for name, _ in PREDECLARED_EXCHANGES)
 _DEFAULT_EXCHANGE_REFUSED = "operation not permitted on the default exchange"
 _SERVER_NAMED_REFUSED = {"quorum": "rabbit_quorum_queue", "stream": "rabbit_stream_queue"}
 
@@ -53,12 +55,22 @@ def _freeze(value: Any) -> Hashable:
 
 
 class VirtualHost:
-    """Exchanges, queues and bindings of one vhost, with no I/O."""
+    """Exchanges, queues and bindings of one vhost, with no I/O.
+
+    With a ``recorder``, every change to durable topology is written through it
+    (see :mod:`rapidmq.core.durable`); routing and messages never touch it.
+    """
 
     def __init__(
-        self, name: str, *, clock: Callable[[], float], wall_clock: Callable[[], float]
+        self,
+        name: str,
+        *,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        recorder: Recorder | None = None,
     ) -> None:
         self.name = name
+        self.recorder = recorder
         self._clock = clock
         self._wall_clock = wall_clock
         self.exchanges: dict[str, Exchange] = {}
@@ -125,6 +137,8 @@ class VirtualHost:
                 internal=internal,
                 arguments=arguments,
             )
+            if self.recorder is not None:
+                self.recorder.exchange_declared(exchange)
             self.exchanges[name] = exchange
             return exchange
         check_field_equivalence(exchange.type, type_, resource, "type")
@@ -147,17 +161,19 @@ class VirtualHost:
             return
         if if_unused and exchange.bindings_out:
             raise PreconditionFailed(f"{exchange.resource} in use")
-        self._remove_exchange(exchange)
+        self._remove_exchange(exchange, strict=True)
 
-    def _remove_exchange(self, exchange: Exchange) -> None:
+    def _remove_exchange(self, exchange: Exchange, *, strict: bool = False) -> None:
         if exchange.deleted:
             return
+        if self.recorder is not None:
+            self.recorder.exchange_deleted(exchange, strict=strict)
         exchange.deleted = True
         del self.exchanges[exchange.name]
         for binding in list(exchange.bindings_out.values()):
-            self._remove_binding(binding)
+            self._remove_binding(binding, forget=False)
         for binding in list(exchange.bindings_in.values()):
-            self._remove_binding(binding)
+            self._remove_binding(binding, forget=False)
 
     # -- queues -------------------------------------------------------------
 
@@ -213,6 +229,8 @@ class VirtualHost:
             settings=settings,
             clock=self._clock,
         )
+        if self.recorder is not None:
+            self.recorder.queue_declared(queue)
         self.queues[name] = queue
         if owner is not None:
             owner.exclusive_queues[name] = queue
@@ -259,20 +277,28 @@ class VirtualHost:
         if if_empty and queue.ready_count:
             raise PreconditionFailed(f"{queue.resource} not empty")
         count = queue.ready_count
-        self.remove_queue(queue)
+        self.remove_queue(queue, strict=True)
         return count
 
-    def remove_queue(self, queue: Queue) -> None:
-        """Delete a queue: unbind it, cancel its consumers, drop its messages."""
+    def remove_queue(self, queue: Queue, *, strict: bool = False) -> None:
+        """Delete a queue: unbind it, cancel its consumers, drop its messages.
+
+        Args:
+            queue: the queue.
+            strict: a failed delete of its records raises StorageFailed (a
+                client's queue.delete) instead of being logged (auto-delete, expiry).
+        """
         if queue.deleted:
             return
+        if self.recorder is not None:
+            self.recorder.queue_deleted(queue, strict=strict)
         del self.queues[queue.name]
         self.timed.discard(queue)
         if queue.owner is not None:
             queue.owner.exclusive_queues.pop(queue.name, None)
         consumers = queue.detach()
         for binding in list(queue.bindings_in.values()):
-            self._remove_binding(binding)
+            self._remove_binding(binding, forget=False)
         for consumer in consumers:
             consumer.session.server_cancelled(consumer)
 
@@ -292,10 +318,24 @@ class VirtualHost:
         source_x, target = self._binding_ends(connection, source, destination, to_exchange)
         arguments = dict(arguments or {})
         source_x.routing.validate(arguments)
-        key = self._binding_key(source, destination, routing_key, arguments, to_exchange)
+        self._add_binding(source_x, target, routing_key, arguments, record=True)
+
+    def _add_binding(
+        self,
+        source_x: Exchange,
+        target: Exchange | Queue,
+        routing_key: str,
+        arguments: dict[str, Any],
+        *,
+        record: bool,
+    ) -> None:
+        to_exchange = isinstance(target, Exchange)
+        key = self._binding_key(source_x.name, target.name, routing_key, arguments, to_exchange)
         if key in source_x.bindings_out:
             return
         binding = Binding(source_x, target, routing_key, arguments, key)
+        if record and self.recorder is not None:
+            self.recorder.binding_added(binding)
         source_x.bindings_out[key] = binding
         target.bindings_in[key] = binding
         source_x.routing.add(binding)
@@ -318,7 +358,7 @@ class VirtualHost:
         key = self._binding_key(source, destination, routing_key, frozen_args, to_exchange)
         binding = source_x.bindings_out.get(key)
         if binding is not None:
-            self._remove_binding(binding)
+            self._remove_binding(binding, strict=True)
 
     def _binding_ends(
         self, connection: CoreConnection, source: str, destination: str, to_exchange: bool
@@ -339,16 +379,79 @@ class VirtualHost:
     ) -> Hashable:
         return (source, to_x, destination, routing_key, _freeze(arguments))
 
-    def _remove_binding(self, binding: Binding) -> None:
+    def _remove_binding(
+        self, binding: Binding, *, strict: bool = False, forget: bool = True
+    ) -> None:
         source = binding.source
-        if source.bindings_out.pop(binding.key, None) is None:
+        if binding.key not in source.bindings_out:
             return
+        if forget and self.recorder is not None:
+            self.recorder.binding_removed(binding, strict=strict)
+        del source.bindings_out[binding.key]
         binding.destination.bindings_in.pop(binding.key, None)
         source.routing.remove(binding)
         if isinstance(binding.destination, Exchange):
             source.to_exchanges -= 1
         if source.auto_delete and not source.bindings_out and not source.deleted:
             self._remove_exchange(source)
+
+    # -- restoring ----------------------------------------------------------
+
+    def clear(self) -> None:
+        """Delete every queue and exchange but the predeclared ones (the vhost goes)."""
+        for queue in list(self.queues.values()):
+            self.remove_queue(queue)
+        for exchange in list(self.exchanges.values()):
+            if exchange.name and exchange.name not in _PREDECLARED_NAMES:
+                self._remove_exchange(exchange)
+
+    def restore_exchange(self, record: ExchangeRecord) -> bool:
+        """Rebuild a stored durable exchange, writing nothing; False if it exists."""
+        if record.name in self.exchanges:
+            return False
+        self.exchanges[record.name] = Exchange(
+            self.name,
+            record.name,
+            record.type,
+            durable=True,
+            auto_delete=record.auto_delete,
+            internal=record.internal,
+            arguments=record.arguments,
+        )
+        return True
+
+    def restore_queue(self, record: QueueRecord) -> bool:
+        """Rebuild a stored durable queue, writing nothing; False if it exists."""
+        if record.name in self.queues:
+            return False
+        settings = parse_queue_arguments(record.arguments, self._queue_resource(record.name))
+        queue = Queue(
+            self,
+            record.name,
+            durable=True,
+            owner=None,
+            auto_delete=record.auto_delete,
+            arguments=record.arguments,
+            settings=settings,
+            clock=self._clock,
+        )
+        self.queues[record.name] = queue
+        if settings.expires_ms is not None:
+            self.watch(queue)  # x-expires counts again from now, as in RabbitMQ
+        return True
+
+    def restore_binding(self, record: BindingRecord) -> bool:
+        """Rebuild a stored binding, writing nothing; False if an end is missing."""
+        source = self.exchanges.get(record.source)
+        target: Exchange | Queue | None
+        if record.to_exchange:
+            target = self.exchanges.get(record.destination)
+        else:
+            target = self.queues.get(record.destination)
+        if source is None or target is None or source is self.default_exchange:
+            return False
+        self._add_binding(source, target, record.routing_key, record.arguments, record=False)
+        return True
 
     # -- routing ------------------------------------------------------------
 

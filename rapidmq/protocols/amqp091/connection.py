@@ -43,6 +43,7 @@ from rapidmq.core.errors import (
     PreconditionFailed,
     ResourceLimitExceeded,
     ResourceLocked,
+    StorageFailed,
 )
 from rapidmq.protocols.amqp091 import encode
 from rapidmq.protocols.amqp091.channel import Channel, ChannelState
@@ -80,6 +81,7 @@ REPLY_CODES: dict[type[CoreError], tuple[int, str]] = {
     NotAllowed: (530, "NOT_ALLOWED"),
     CommandInvalid: (503, "COMMAND_INVALID"),
     NotImplementedFeature: (540, "NOT_IMPLEMENTED"),
+    StorageFailed: (541, "INTERNAL_ERROR"),
 }
 
 #: Above this many buffered output bytes, consumers on the connection are paused.

@@ -229,7 +229,9 @@ class MQTTSession:
             self._consume(queue, _SHARE_TAG + name)
             return existing is None
         if not self._has_queue:
-            self.core_session.declare_queue(self.queue_name, durable=True)
+            # Only a session that outlives its connection needs a durable queue; a
+            # clean session's queue goes with it, as RabbitMQ's MQTT plugin does.
+            self.core_session.declare_queue(self.queue_name, durable=self.expiry_s != 0)
             self._has_queue = True
         self.core_session.bind_queue(
             self.queue_name, TOPIC_EXCHANGE, filter_to_binding_key(options.filter)

@@ -131,7 +131,7 @@ class MQTTState:
         """
         name = f"mqtt-shared-{group}-{topic_filter}"
         core = session.core_session
-        core.declare_queue(name, durable=True)
+        core.declare_queue(name, durable=False)  # the group lives while members do
         core.bind_queue(name, TOPIC_EXCHANGE, filter_to_binding_key(topic_filter))
         self.shared.setdefault((session.vhost, name), set()).add(session.key)
         return name
