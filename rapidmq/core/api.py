@@ -58,10 +58,13 @@ class PublishResult:
     ``routed`` is False when no queue took the message (mandatory → basic.return).
     ``rejected`` is True when a queue with overflow ``reject-publish`` or
     ``reject-publish-dlx`` refused it (confirm → basic.nack).
+    ``batch`` is the message store batch its write went into (None when nothing
+    was stored): a confirm waits until that batch is durable.
     """
 
     routed: bool
     rejected: bool = False
+    batch: int | None = None
 
 
 @dataclass(slots=True, frozen=True)

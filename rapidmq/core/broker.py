@@ -5,6 +5,9 @@ Time is passed in, never waited for: the server calls :meth:`Broker.tick` at
 
 With a metadata store, durable topology is written as it changes (see
 :mod:`rapidmq.core.durable`) and :meth:`Broker.restore` rebuilds it at start-up.
+With a :class:`~rapidmq.core.persistence.Persistence`, durable queues keep their
+persistent messages in its store and :meth:`Broker.recover_messages` puts them
+back after the restore.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rapidmq.core.durable import (
     unreadable,
 )
 from rapidmq.core.errors import CoreError, NotAllowed
+from rapidmq.core.persistence import Persistence
 from rapidmq.core.queue import Queue
 from rapidmq.core.session import Session
 from rapidmq.core.vhost import VirtualHost
@@ -98,11 +102,13 @@ class Broker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         metadata: MetadataStore | None = None,
+        persistence: Persistence | None = None,
         default_vhost: str = "/",
     ) -> None:
         self._clock = clock
         self._wall_clock = wall_clock
         self._metadata = metadata
+        self.persistence = persistence
         self._default_vhost = default_vhost
         self._vhosts: dict[str, VirtualHost] = {}
         self._connections: dict[CoreConnection, None] = {}
@@ -113,7 +119,13 @@ class Broker:
     def _new_vhost(self, name: str) -> VirtualHost:
         store = self._metadata
         recorder = None if store is None else Recorder(store, name)
-        return VirtualHost(name, clock=self._clock, wall_clock=self._wall_clock, recorder=recorder)
+        return VirtualHost(
+            name,
+            clock=self._clock,
+            wall_clock=self._wall_clock,
+            recorder=recorder,
+            persistence=self.persistence,
+        )
 
     def add_vhost(self, name: str) -> VirtualHost:
         """Create a vhost with the predeclared exchanges (or return the existing one).
@@ -193,6 +205,51 @@ class Broker:
                 log.warning("stored binding %s skipped: its vhost or an end is gone", binding)
         return counts
 
+    def recover_messages(self) -> dict[str, int]:
+        """Put the stored persistent messages back into their queues (after :meth:`restore`).
+
+        Messages of queues that no longer exist (or are not durable) are dropped
+        from the store.  Messages delivered but not acked before the stop come
+        back flagged redelivered.
+
+        Returns:
+            ``messages`` recovered, in how many ``queues``, and ``dropped``.
+
+        Raises:
+            StorageError: a stored message is unreadable.
+        """
+        counts = {"messages": 0, "queues": 0, "dropped": 0}
+        persist = self.persistence
+        if persist is None:
+            return counts
+        gone: dict[tuple[str, str], None] = {}
+        last: tuple[str, str] | None = None
+        queue: Queue | None = None
+        for stored in persist.store.recover():
+            if stored.queue != last:
+                last = stored.queue
+                vhost = self._vhosts.get(stored.queue[0])
+                queue = None if vhost is None else vhost.queues.get(stored.queue[1])
+                if queue is not None and not queue.durable:
+                    queue = None
+                if queue is None:
+                    gone[stored.queue] = None
+                else:
+                    counts["queues"] += 1
+            if queue is None:
+                counts["dropped"] += 1
+                continue
+            try:
+                message = persist.codec.decode(stored.data)
+            except ValueError as err:
+                raise unreadable("message", (*stored.queue, str(stored.seq)), err) from None
+            queue.recover(message, stored.seq, len(stored.data), delivered=stored.delivered)
+            counts["messages"] += 1
+        for key in gone:
+            log.warning("stored messages of %s dropped: the queue is gone", key)
+            persist.drop_queue(key)
+        return counts
+
     def connect(self, vhost: str, client: ClientInfo) -> CoreConnection:
         """A new client connection to ``vhost``.
 
@@ -237,7 +294,8 @@ class Broker:
                 for name in _COUNTERS:
                     totals[name] += getattr(session, name)
         vhosts = [v.statistics() for v in self._vhosts.values()]
-        return {
+        persist = self.persistence
+        totals_out = {
             "vhosts": len(self._vhosts),
             "connections": len(self._connections),
             "sessions": sessions,
@@ -252,3 +310,7 @@ class Broker:
             "acknowledged": totals["acked"],
             "rejected": totals["rejected"],
         }
+        if persist is not None:
+            totals_out["messages_persistent"] = sum(v["messages_persistent"] for v in vhosts)
+            totals_out["message_store"] = persist.statistics()
+        return totals_out

@@ -10,6 +10,12 @@ back (ack, reject, a new consumer, a drained session) calls :meth:`Queue.dispatc
 
 Expired messages are removed only at the head (of each priority level), as in
 RabbitMQ; :meth:`Queue.on_timer` does it when the broker ticks.
+
+A durable queue of a broker with a message store also keeps its persistent
+messages there (see :mod:`rapidmq.core.persistence`): an entry's ``stored`` is
+its stored size, 0 when it is not stored.  Every path that takes an entry away
+for good (ack, no-ack delivery, drop, expiry, dead-lettering, purge, delete)
+removes it; a delivery to a consumer that must ack marks it delivered.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from rapidmq.core.arguments import QueueSettings
+from rapidmq.core.arguments import QueueSettings, parse_expiration
 from rapidmq.core.consumer import Consumer
+from rapidmq.core.errors import PreconditionFailed
 from rapidmq.core.message import Message
 
 if TYPE_CHECKING:
     from rapidmq.core.broker import CoreConnection
     from rapidmq.core.exchange import Binding
+    from rapidmq.core.persistence import Persistence
     from rapidmq.core.vhost import VirtualHost
 
 __all__ = ["Entry", "Queue"]
@@ -33,7 +41,7 @@ __all__ = ["Entry", "Queue"]
 class Entry:
     """One message in one queue (ready or delivered and unacked)."""
 
-    __slots__ = ("expires_at", "message", "redelivered", "routing_keys", "seq")
+    __slots__ = ("expires_at", "message", "redelivered", "routing_keys", "seq", "stored")
 
     def __init__(
         self,
@@ -47,6 +55,7 @@ class Entry:
         self.expires_at = expires_at
         self.routing_keys = routing_keys  # None: just (message.routing_key,)
         self.redelivered = False
+        self.stored = 0  # the size in the message store; 0: not stored
 
 
 def _insert_by_seq(level: deque[Entry], entry: Entry) -> None:
@@ -98,6 +107,10 @@ class Queue:
         self._overflow = settings.overflow
         self._timed = self._ttl_ms is not None
         self._seq = 0
+        self._persist: Persistence | None = vhost.persistence if durable else None
+        self.key = (vhost.name, name)  # the message store's name for this queue
+        self.persistent_count = 0  # stored messages, ready and unacked
+        self.persistent_bytes = 0
         self.ready_count = 0
         self.ready_bytes = 0
         self.unacked_count = 0
@@ -143,11 +156,17 @@ class Queue:
             now = self._clock()
             expires_at = now + ttl_ms / 1000.0
         entry = Entry(message, self._seq, expires_at, routing_keys)
+        persist = self._persist
+        stored = persist is not None and message.properties.delivery_mode == 2
         if not self.ready_count and self.consumers:
             consumer = self._pick()
             if consumer is not None:
+                if stored and not consumer.no_ack:  # a no-ack delivery is gone at once
+                    self._store(entry)
                 self._deliver(consumer, entry)
                 return True
+        if stored:
+            self._store(entry)
         self._push(entry)
         if self._limited:
             self._drop_over_limit()
@@ -156,6 +175,27 @@ class Queue:
             self._drop_expired(now)
             self.vhost.watch(self)
         return True
+
+    def _store(self, entry: Entry) -> None:
+        assert self._persist is not None
+        size = self._persist.add(self.key, entry.seq, entry.message)
+        entry.stored = size
+        self.persistent_count += 1
+        self.persistent_bytes += size
+
+    def _unstore(self, entry: Entry) -> None:
+        """Remove a stored entry from the store (it is acked or dropped)."""
+        if self.deleted or self._persist is None:
+            return  # a deleted queue's messages went with drop_queue
+        self._persist.remove(self.key, entry.seq)
+        self.persistent_count -= 1
+        self.persistent_bytes -= entry.stored
+        entry.stored = 0
+
+    def forget(self, entry: Entry) -> None:
+        """A stored entry was acknowledged: remove it from the store."""
+        if entry.stored:
+            self._unstore(entry)
 
     def _push(self, entry: Entry) -> None:
         if self._max_priority:
@@ -201,6 +241,8 @@ class Queue:
             or (max_bytes is not None and self.ready_bytes > max_bytes)
         ):
             entry = self._pop()
+            if entry.stored:
+                self._unstore(entry)
             self._dead_letter(entry.message, entry.routing_keys, "maxlen")
 
     def _drop_expired(self, now: float) -> None:
@@ -213,6 +255,8 @@ class Queue:
                 self.ready_count -= 1
                 self.ready_bytes -= len(entry.message.body)
                 self.expired += 1
+                if entry.stored:
+                    self._unstore(entry)
                 self._dead_letter(entry.message, entry.routing_keys, "expired")
 
     def _dead_letter(
@@ -256,6 +300,10 @@ class Queue:
         self.delivered += 1
         if not consumer.no_ack:
             self.unacked_count += 1
+            if entry.stored:
+                self._persist.mark_delivered(self.key, entry.seq)  # type: ignore[union-attr]
+        elif entry.stored:
+            self._unstore(entry)
         consumer.session.deliver(consumer, self, entry)
 
     def dispatch(self) -> None:
@@ -274,7 +322,7 @@ class Queue:
             if timed:
                 self._drop_expired(now)
 
-    def get(self) -> Entry | None:
+    def get(self, *, no_ack: bool = False) -> Entry | None:
         """Take the head message for basic.get."""
         now = self._clock()
         self.last_used = now
@@ -283,7 +331,13 @@ class Queue:
         if not self.ready_count:
             return None
         self.delivered += 1
-        return self._pop()
+        entry = self._pop()
+        if entry.stored:
+            if no_ack:
+                self._unstore(entry)
+            else:
+                self._persist.mark_delivered(self.key, entry.seq)  # type: ignore[union-attr]
+        return entry
 
     # -- settling -----------------------------------------------------------
 
@@ -325,17 +379,56 @@ class Queue:
         """Delivered messages were rejected without requeue: dead-letter or drop them."""
         for entry in entries:
             self.unacked_count -= 1
+            if entry.stored:
+                self._unstore(entry)
             if not self.deleted:
                 self._dead_letter(entry.message, entry.routing_keys, reason)
 
     def purge(self) -> int:
         """Drop every ready message; returns how many."""
         count = self.ready_count
+        persist = self._persist
+        if persist is not None and self.persistent_count and not self.deleted:
+            if self.unacked_count:
+                for level in self._levels:
+                    for entry in level:
+                        if entry.stored:
+                            self._unstore(entry)
+            else:
+                persist.drop_queue(self.key)
+                self.persistent_count = self.persistent_bytes = 0
         for level in self._levels:
             level.clear()
         self.ready_count = 0
         self.ready_bytes = 0
         return count
+
+    def recover(self, message: Message, seq: int, size: int, *, delivered: bool) -> None:
+        """Put back one stored message at start-up (in seq order), writing nothing.
+
+        TTLs count again from now: the store keeps no publish time.
+        """
+        self._seq = max(self._seq, seq)
+        ttl_ms = self._ttl_ms
+        expiration = message.properties.expiration
+        if expiration is not None:
+            try:
+                message_ttl = parse_expiration(expiration)
+            except PreconditionFailed:
+                message_ttl = None
+            if message_ttl is not None and (ttl_ms is None or message_ttl < ttl_ms):
+                ttl_ms = message_ttl
+        expires_at = None
+        if ttl_ms is not None:
+            expires_at = self._clock() + ttl_ms / 1000.0
+            self._timed = True
+            self.vhost.watch(self)
+        entry = Entry(message, seq, expires_at, None)
+        entry.redelivered = delivered
+        entry.stored = size
+        self.persistent_count += 1
+        self.persistent_bytes += size
+        self._push(entry)
 
     # -- consumers ----------------------------------------------------------
 
@@ -412,6 +505,9 @@ class Queue:
 
     def detach(self) -> list[Consumer]:
         """Mark deleted, drop ready messages and return the consumers to cancel."""
+        if self._persist is not None and self.persistent_count:
+            self._persist.drop_queue(self.key)
+            self.persistent_count = self.persistent_bytes = 0
         self.deleted = True
         consumers = self.consumers
         self.consumers = []
@@ -441,7 +537,14 @@ class Queue:
             "dead_lettered": self.dead_lettered,
             "dropped": self.dropped,
             "rejected_publishes": self.rejected_publishes,
-        }
+        } | (
+            {}
+            if self._persist is None
+            else {
+                "messages_persistent": self.persistent_count,
+                "message_bytes_persistent": self.persistent_bytes,
+            }
+        )
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, ready={self.ready_count}, unacked={self.unacked_count})"

@@ -230,10 +230,19 @@ class Session:
             self.unroutable += 1
             return _UNROUTED
         rejected = False
+        persist = vhost.persistence
+        if persist is None or props.delivery_mode != 2:
+            for queue in queues:
+                if not queue.publish(message, entry_keys, ttl_ms):
+                    rejected = True
+            return _ROUTED_REJECTED if rejected else _ROUTED
+        adds = persist.adds
         for queue in queues:
             if not queue.publish(message, entry_keys, ttl_ms):
                 rejected = True
-        return _ROUTED_REJECTED if rejected else _ROUTED
+        if persist.adds == adds:
+            return _ROUTED_REJECTED if rejected else _ROUTED
+        return PublishResult(routed=True, rejected=rejected, batch=persist.batch)
 
     # -- consuming -------------------------------------------------------------
 
@@ -321,7 +330,7 @@ class Session:
     def get(self, queue: str, *, no_ack: bool = False) -> GetResult | None:
         """basic.get; None when the queue is empty."""
         target = self.vhost.queue_for(self._queue_name(queue), self.connection)
-        entry = target.get()
+        entry = target.get(no_ack=no_ack)
         if entry is None:
             return None
         tag = self._next_tag
@@ -373,7 +382,9 @@ class Session:
         taken = self._take(delivery_tag, multiple)
         self.acked += len(taken)
         if len(taken) == 1:
-            _, queue, consumer = taken[0]
+            entry, queue, consumer = taken[0]
+            if entry.stored:
+                queue.forget(entry)
             queue.unacked_count -= 1
             queue.acked += 1
             if consumer is not None:
@@ -385,8 +396,10 @@ class Session:
                     queue.dispatch()
             return
         by_queue: dict[Queue, int] = {}
-        for _, queue, _ in taken:
+        for entry, queue, _ in taken:
             by_queue[queue] = by_queue.get(queue, 0) + 1
+            if entry.stored:
+                queue.forget(entry)
         for queue, count in by_queue.items():
             queue.settle_acked(count)
         for queue in self._release_credit(taken):
@@ -405,8 +418,10 @@ class Session:
             return
         self.acked += len(taken)
         by_queue: dict[Queue, int] = {}
-        for _, queue, _ in taken:
+        for entry, queue, _ in taken:
             by_queue[queue] = by_queue.get(queue, 0) + 1
+            if entry.stored:
+                queue.forget(entry)
         for queue, count in by_queue.items():
             queue.settle_acked(count)
         for queue in self._release_credit(taken):

@@ -20,6 +20,7 @@ from rapidmq.core.durable import BindingRecord, ExchangeRecord, QueueRecord, Rec
 from rapidmq.core.errors import AccessRefused, NotFound, PreconditionFailed, ResourceLocked
 from rapidmq.core.exchange import Binding, Exchange, exchange_type
 from rapidmq.core.message import Message
+from rapidmq.core.persistence import Persistence
 from rapidmq.core.queue import Queue
 
 if TYPE_CHECKING:
@@ -68,9 +69,11 @@ class VirtualHost:
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
         recorder: Recorder | None = None,
+        persistence: Persistence | None = None,
     ) -> None:
         self.name = name
         self.recorder = recorder
+        self.persistence = persistence  # durable queues store persistent messages here
         self._clock = clock
         self._wall_clock = wall_clock
         self.exchanges: dict[str, Exchange] = {}
@@ -546,7 +549,7 @@ class VirtualHost:
     def statistics(self) -> dict[str, Any]:
         """Totals over this vhost's queues and exchanges."""
         queues = self.queues.values()
-        return {
+        figures = {
             "name": self.name,
             "exchanges": len(self.exchanges),
             "queues": len(self.queues),
@@ -556,3 +559,6 @@ class VirtualHost:
             "messages_unacknowledged": sum(q.unacked_count for q in queues),
             "dead_letter_cycles_dropped": self.dead_letter_cycles_dropped,
         }
+        if self.persistence is not None:
+            figures["messages_persistent"] = sum(q.persistent_count for q in queues)
+        return figures

@@ -13,8 +13,15 @@ they are routed, so after a batch of input the connection asks each channel to
 A ``basic.nack`` (rejected by a queue's overflow rule) first flushes the acks
 before it, so the client sees every sequence number settled in order.
 
+A persistent message stored by a durable queue is confirmed only once the store
+batch it went into is durable (the group commit of ARCHITECTURE.md §4): its
+sequence number waits in ``_confirm_waits`` with that batch, and an ack never
+covers a waiting number, so ``multiple=true`` acks stay in order.  The channel
+asks the core's ``Persistence`` to call it back after the next sync.
+
 Transactions (``tx.select``) buffer publishes and settlements until
-``tx.commit``; ``tx.rollback`` drops them, as RabbitMQ does.
+``tx.commit``; ``tx.rollback`` drops them, as RabbitMQ does.  A commit that
+stored persistent messages answers commit-ok after the sync, in commit order.
 
 Errors from the core are raised to the connection, which turns them into
 ``channel.close`` or ``connection.close`` by their scope.
@@ -23,6 +30,7 @@ Errors from the core are raised to the connection, which turns them into
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -59,11 +67,15 @@ class Channel:
     __slots__ = (
         "_confirm_acked",
         "_confirm_seq",
+        "_confirm_waits",
         "_frame_max",
         "_last_queue",
         "_mode",
         "_out",
+        "_persist",
+        "_tx_batch",
         "_tx_ops",
+        "_tx_waits",
         "conn",
         "id",
         "session",
@@ -81,6 +93,11 @@ class Channel:
         self._confirm_acked = 0  # every seq <= this has been confirmed to the client
         self._last_queue = ""  # "the current queue" of AMQP: the last one declared
         self._tx_ops: list[Callable[[], None]] = []
+        self._persist = conn.broker.persistence
+        # (seq, store batch, nack) of confirms that wait for a sync, in seq order
+        self._confirm_waits: deque[tuple[int, int, bool]] = deque()
+        self._tx_batch = 0  # the latest store batch of the open transaction
+        self._tx_waits: deque[int] = deque()  # store batches of commits awaiting commit-ok
         self.session: Session = conn.core.open_session(self)
 
     # -- DeliverySink ------------------------------------------------------------------
@@ -167,7 +184,15 @@ class Channel:
                 raise
             if mandatory and not result.routed:
                 self._basic_return(message)
-            if result.rejected:
+            batch = result.batch
+            if batch is not None or self._confirm_waits:
+                seq = self._confirm_seq
+                if result.rejected:
+                    self._confirm_waits.append((seq, 0, True))
+                elif batch is not None:
+                    self._confirm_waits.append((seq, batch, False))
+                self.conn.confirms_pending.add(self)
+            elif result.rejected:
                 self.flush_confirms(upto=self._confirm_seq - 1)
                 encode.encode_nack(self._out, self.id, self._confirm_seq, False)
                 self._confirm_acked = self._confirm_seq
@@ -178,6 +203,8 @@ class Channel:
         result = self.session.publish(message, mandatory=mandatory)
         if mandatory and not result.routed:
             self._basic_return(message)
+        if result.batch is not None:
+            self._tx_batch = result.batch  # batch numbers only grow
 
     def _basic_return(self, message: Message) -> None:
         props = message.encoded_properties
@@ -197,13 +224,56 @@ class Channel:
         self.conn.wake()
 
     def flush_confirms(self, upto: int | None = None) -> None:
-        """Confirm every publish up to ``upto`` (default: all so far) with one ack."""
+        """Confirm every publish up to ``upto`` (default: all so far) with one ack.
+
+        Publishes waiting for a store sync are not confirmed, nor any after them.
+        """
         last = self._confirm_seq if upto is None else upto
+        waits = self._confirm_waits
+        if waits:
+            self._settle_waits()
+            if waits:
+                last = min(last, waits[0][0] - 1)
+        self._ack_upto(last)
+
+    def _ack_upto(self, last: int) -> None:
         if last > self._confirm_acked:
             multiple = last - self._confirm_acked > 1
             encode.encode_ack(self._out, self.id, last, multiple)
             self._confirm_acked = last
             self.conn.wake()
+
+    def _settle_waits(self) -> None:
+        """Confirm (or nack) the waiting publishes whose store batch is durable."""
+        waits = self._confirm_waits
+        persist = self._persist
+        durable = 0 if persist is None else persist.durable_batch
+        while waits:
+            seq, batch, nack = waits[0]
+            if batch > durable:
+                assert persist is not None
+                persist.when_durable(self._on_durable)
+                return
+            waits.popleft()
+            if nack:
+                self._ack_upto(seq - 1)
+                encode.encode_nack(self._out, self.id, seq, False)
+                self._confirm_acked = seq
+                self.conn.wake()
+
+    def _on_durable(self, batch: int) -> None:
+        """The store made every batch up to ``batch`` durable."""
+        if self.state is not ChannelState.OPEN or self.conn.closed:
+            return
+        if self._confirm_waits:
+            self.flush_confirms()
+        waits = self._tx_waits
+        while waits and waits[0] <= batch:
+            waits.popleft()
+            self.send(spec.Tx.CommitOk())
+        if waits:
+            assert self._persist is not None
+            self._persist.when_durable(self._on_durable)
 
     # -- settlements ---------------------------------------------------------------------
 
@@ -386,8 +456,16 @@ class Channel:
         if self._mode is not _Mode.TX:
             raise PreconditionFailed("channel is not transactional")
         ops, self._tx_ops = self._tx_ops, []
+        self._tx_batch = 0
         for op in ops:
             op()
+        batch, self._tx_batch = self._tx_batch, 0
+        persist = self._persist
+        if persist is not None and (self._tx_waits or batch > persist.durable_batch):
+            # commit-ok once the persistent messages are on disk, as RabbitMQ does
+            self._tx_waits.append(batch)
+            persist.when_durable(self._on_durable)
+            return
         self.send(spec.Tx.CommitOk())
 
     def _tx_rollback(self, m: spec.Tx.Rollback) -> None:

@@ -1,0 +1,142 @@
+"""Persistent messages of durable queues, written through a ``MessageStore``.
+
+Theory of operation: the broker holds one :class:`Persistence` when it has a
+message store.  A durable queue calls it for every persistent message it takes
+(``add``), hands out (``mark_delivered``) or lets go (``remove``, ``drop_queue``);
+transient messages and non-durable queues never reach it, so the transient hot
+path pays one ``is None`` test per publish.
+
+Writes go into the store's current batch, numbered :attr:`Persistence.batch`.
+The first write after a commit calls :attr:`Persistence.wakeup` (set by the
+server), whose flusher task then calls :meth:`commit` on the loop, syncs the
+store in a worker thread and reports the durable batch with :meth:`durable`.
+That is the group commit of ARCHITECTURE.md §4: front ends hold a confirm until
+:attr:`durable_batch` reaches the batch its publish went into, and register with
+:meth:`when_durable` to hear about it.
+
+The core does no I/O and imports no protocol: the codec (AMQP property
+encoding) is injected by the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from rapidmq.core.message import Message
+from rapidmq.core.message_codec import MessageCodec
+from rapidmq.storage.api import MessageStore
+
+__all__ = ["Persistence"]
+
+log = logging.getLogger("rapidmq.core")
+
+QueueKey = tuple[str, str]
+
+
+class Persistence:
+    """The broker's side of a message store: batches, the codec and durability waiters."""
+
+    __slots__ = (
+        "_last_data",
+        "_last_message",
+        "_waiters",
+        "adds",
+        "codec",
+        "committed",
+        "durable_batch",
+        "pending",
+        "store",
+        "wakeup",
+    )
+
+    def __init__(self, store: MessageStore, codec: MessageCodec) -> None:
+        self.store = store
+        self.codec = codec
+        self.committed = store.commit()  # the last batch written (nothing pending yet)
+        self.durable_batch = self.committed
+        self.pending = False
+        self.adds = 0  # messages added so far: a publish compares it to see if it stored
+        self.wakeup: Callable[[], None] | None = None
+        self._waiters: dict[Callable[[int], None], None] = {}
+        # A fanned-out message is encoded once: the last one is remembered (and held,
+        # so its id cannot be reused by another message).
+        self._last_message: Message | None = None
+        self._last_data = b""
+
+    @property
+    def batch(self) -> int:
+        """The number of the batch that writes go into now."""
+        return self.committed + 1
+
+    def _touch(self) -> None:
+        if not self.pending:
+            self.pending = True
+            wakeup = self.wakeup
+            if wakeup is not None:
+                wakeup()
+
+    # -- writes (loop thread, no I/O) ------------------------------------------------------
+
+    def add(self, queue: QueueKey, seq: int, message: Message) -> int:
+        """Store one message of a durable queue; returns its stored size in bytes."""
+        if message is self._last_message:
+            data = self._last_data
+        else:
+            data = self.codec.encode(message)
+            self._last_message, self._last_data = message, data
+        self.store.add(queue, seq, data)
+        self.adds += 1
+        self._touch()
+        return len(data)
+
+    def mark_delivered(self, queue: QueueKey, seq: int) -> None:
+        """The message went to a consumer (or basic.get) and awaits its ack."""
+        self.store.mark_delivered(queue, seq)
+        self._touch()
+
+    def remove(self, queue: QueueKey, seq: int) -> None:
+        """The message is acked or dropped."""
+        self.store.remove(queue, seq)
+        self._touch()
+
+    def drop_queue(self, queue: QueueKey) -> None:
+        """Every message of the queue goes (deleted, or purged with nothing unacked)."""
+        self.store.drop_queue(queue)
+        self._touch()
+
+    # -- group commit ----------------------------------------------------------------------
+
+    def commit(self) -> int:
+        """Write the current batch unsynced; returns the last batch number written."""
+        self.pending = False
+        self._last_message, self._last_data = None, b""
+        self.committed = self.store.commit()
+        return self.committed
+
+    def durable(self, batch: int) -> None:
+        """Every batch up to ``batch`` is on disk: tell the waiters (once each)."""
+        if batch <= self.durable_batch:
+            return
+        self.durable_batch = batch
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters:
+            try:
+                waiter(batch)
+            except Exception:  # one front end's bug must not stop the others' confirms
+                log.exception("a durability waiter failed")
+
+    def when_durable(self, waiter: Callable[[int], None]) -> None:
+        """Call ``waiter(durable_batch)`` once, after the next sync that advances it."""
+        self._waiters[waiter] = None
+
+    def statistics(self) -> dict[str, Any]:
+        """The store's figures, with the batch numbers seen from the broker."""
+        return {
+            **self.store.statistics(),
+            "batch": self.batch,
+            "committed_batch": self.committed,
+            "durable_batch": self.durable_batch,
+            "waiters": len(self._waiters),
+        }
