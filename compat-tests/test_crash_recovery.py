@@ -26,8 +26,6 @@ import logging
 import os
 import random
 import signal
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +35,6 @@ import pika
 import pika.exceptions
 import pytest
 from compat_support import CLIENT_TIMEOUT_S, pika_parameters
-from mqtt_support import MQTTEndpoint, PahoClient
-from paho.mqtt import client as paho
 from pika.adapters.select_connection import IOLoop
 from pika.spec import Basic
 
@@ -314,143 +310,3 @@ def test_confirmed_persistent_messages_survive_sigkill(
     assert not twice, f"present twice without the redelivered flag: {twice[:20]}; {context}"
     assert not ledger.violations, f"{ledger.violations[:20]}; {context}"
     assert not (ledger.nacked & ledger.confirmed), f"confirmed and nacked; {context}"
-
-
-def _mqtt_round(broker: BrokerProcess, topic: str, first: int, kill_after_s: float) -> MQTTRound:
-    """Publish numbered QoS 1 (odd) and QoS 2 (even) messages until the SIGKILL lands."""
-    assert broker.mqtt_port is not None and broker.proc is not None
-    state = MQTTRound()
-    cond = threading.Condition()
-    client = paho.Client(
-        paho.CallbackAPIVersion.VERSION2,
-        client_id=f"crash-pub-{first}",
-        protocol=paho.MQTTv5,
-        reconnect_on_failure=False,
-    )
-    client.max_inflight_messages_set(WINDOW)
-    mids: dict[int, int] = {}
-
-    early: dict[int, bool] = {}  # completions that beat the mid bookkeeping
-
-    def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
-        with cond:
-            number = mids.pop(mid, None)
-            if number is None:
-                early[mid] = not rc.is_failure
-            elif not rc.is_failure:
-                state.confirmed.add(number)
-            cond.notify_all()
-
-    def on_disconnect(*_args: Any) -> None:
-        with cond:
-            state.disconnected = True
-            cond.notify_all()
-
-    client.on_publish = on_publish
-    client.on_disconnect = on_disconnect
-    client.connect(HOST, broker.mqtt_port, 30, clean_start=True)
-    client.loop_start()
-    killer = threading.Timer(kill_after_s, broker.proc.send_signal, (signal.SIGKILL,))
-    deadline = time.monotonic() + ROUND_DEADLINE_S
-    try:
-        killer.start()
-        number = first
-        while time.monotonic() < deadline:
-            with cond:
-                while len(mids) >= WINDOW and not state.disconnected:
-                    cond.wait(0.05)
-                if state.disconnected:
-                    break
-            # Not under ``cond``: paho calls on_publish with its own lock held.
-            info = client.publish(topic, str(number).encode(), qos=1 if number % 2 else 2)
-            if info.rc != paho.MQTT_ERR_SUCCESS:
-                break
-            with cond:
-                state.published.add(number)
-                if info.mid in early:
-                    if early.pop(info.mid):
-                        state.confirmed.add(number)
-                else:
-                    mids[info.mid] = number
-            number += 1
-    finally:
-        killer.join()
-        client.loop_stop()
-    return state
-
-
-@dataclass
-class MQTTRound:
-    published: set[int] = field(default_factory=set)
-    confirmed: set[int] = field(default_factory=set)  # PUBACK (QoS 1) or PUBCOMP (QoS 2) seen
-    disconnected: bool = False
-
-
-@pytest.mark.skip(
-    reason="MQTT persistent sessions and their queued QoS 1/2 messages do not survive a "
-    "restart yet; this crash test is enabled when MQTT persistence lands"
-)
-def test_mqtt_qos1_qos2_to_persistent_session_survive_sigkill(tmp_path: Path) -> None:
-    seed = int(os.environ.get("RAPIDMQ_CRASH_SEED", random.randrange(2**32)))
-    print(f"MQTT crash recovery seed: {seed} (replay with RAPIDMQ_CRASH_SEED={seed})")
-    rng = random.Random(seed)
-    data_dir = tmp_path / "data"
-    topic = f"compat/crash/{seed}"
-    sub_id = f"crash-sub-{seed}"
-    published: set[int] = set()
-    confirmed: set[int] = set()
-    notes: list[str] = []
-
-    broker = _broker(data_dir)
-    try:
-        endpoint = MQTTEndpoint(HOST, broker.mqtt_port or 0, name="rapidmq")
-        sub = PahoClient(endpoint, sub_id, clean=False, session_expiry_s=3600)
-        assert sub.connect().reason_code == 0
-        assert sub.subscribe((topic, 2)) == [2]
-        sub.disconnect()
-    finally:
-        broker.stop()
-
-    first = 1
-    for n in range(1, ROUNDS + 1):
-        broker = _broker(data_dir)
-        kill_after_s = rng.uniform(*KILL_AFTER_S)
-        try:
-            state = _mqtt_round(broker, topic, first, kill_after_s)
-        finally:
-            code = broker.stop(signal.SIGKILL)
-        notes.append(
-            f"round {n}: killed after {kill_after_s:.3f}s, {len(state.published)} published, "
-            f"{len(state.confirmed)} confirmed"
-        )
-        context = f"seed {seed}; " + "; ".join(notes)
-        assert code == -signal.SIGKILL, f"round {n}: broker exited with {code}; {context}"
-        assert state.published, f"round {n} published nothing; {context}"
-        published |= state.published
-        confirmed |= state.confirmed
-        first = max(published) + 1
-
-    context = f"seed {seed}; " + "; ".join(notes)
-    broker = _broker(data_dir)
-    try:
-        endpoint = MQTTEndpoint(HOST, broker.mqtt_port or 0, name="rapidmq")
-        sub = PahoClient(endpoint, sub_id, clean=False, session_expiry_s=3600)
-        try:
-            connack = sub.connect()
-            assert connack.session_present, f"persistent session lost; {context}"
-            got = sub.collect(len(confirmed), quiet_s=1.0, timeout_s=10.0)
-            sub.unsubscribe(topic)
-        finally:
-            sub.close()
-    finally:
-        broker.stop()
-    numbers = Counter(int(m.payload) for m in got)
-    dup_flagged = {int(m.payload) for m in got if m.dup}
-    lost = sorted(confirmed - numbers.keys())
-    assert confirmed, f"nothing was confirmed; {context}"
-    assert not lost, f"{len(lost)} confirmed messages lost, e.g. {lost[:20]}; {context}"
-    assert numbers.keys() <= published, f"unpublished numbers arrived; {context}"
-    twice = sorted(k for k, c in numbers.items() if c > 1 and k not in dup_flagged)
-    assert not twice, f"delivered twice without the DUP flag: {twice[:20]}; {context}"
-    even_twice = sorted(k for k, c in numbers.items() if c > 1 and k % 2 == 0)
-    assert not even_twice, f"QoS 2 messages delivered twice: {even_twice[:20]}; {context}"

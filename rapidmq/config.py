@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rapidmq.core.alarms import BadLimit, parse_size, parse_watermark
 from rapidmq.errors import RapidMQError
 
 __all__ = [
@@ -78,6 +79,8 @@ class Settings:
     loopback_users: tuple[str, ...] = ("guest",)
     handshake_timeout_s: float = 10.0
     mqtt_vhost: str = "/"
+    memory_high_watermark: str = "0.4"
+    disk_free_limit: str = "50MB"
 
 
 class _Invalid(Exception):
@@ -143,6 +146,22 @@ def _one_of(*choices: str) -> _Parser:
         raise _Invalid("must be one of " + ", ".join(choices))
 
     return parse
+
+
+def _watermark(value: object) -> object:
+    try:
+        parse_watermark(value)
+    except BadLimit as err:
+        raise _Invalid(str(err)) from None
+    return str(value).strip()
+
+
+def _size(value: object) -> object:
+    try:
+        parse_size(value)
+    except BadLimit as err:
+        raise _Invalid(str(err)) from None
+    return str(value).strip()
 
 
 def _names(value: object) -> object:
@@ -242,6 +261,19 @@ SETTINGS: tuple[SettingInfo, ...] = (
         "virtual host of MQTT clients whose user name has no 'vhost:' prefix",
         _text,
         "NAME",
+    ),
+    SettingInfo(
+        "memory_high_watermark",
+        "memory budget: a fraction of total RAM or a size (512MB, 2GiB); "
+        "publishers are blocked at it",
+        _watermark,
+        "LIMIT",
+    ),
+    SettingInfo(
+        "disk_free_limit",
+        "publishers are blocked while the data dir's disk has less free space (50MB, 1GiB)",
+        _size,
+        "SIZE",
     ),
 )
 

@@ -15,23 +15,39 @@ Persistent messages of durable queues are recovered after the metadata, and a
 flusher task runs the group commit: woken by the core's first store write
 after a commit, it commits the batch on the loop, syncs it in a worker thread
 and tells the front ends which batch is durable (ARCHITECTURE.md §4).
+
+A resource monitor samples the process's resident memory and the data dir's
+free disk space (:mod:`rapidmq.core.alarms` decides): past half the memory
+high watermark it pages bodies of stored messages out of memory, and while a
+memory or disk alarm is on, publishing connections are blocked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import os
 import signal
 import sys
 import time
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 
 from rapidmq.auth.users import UserStore
 from rapidmq.config import Settings
+from rapidmq.core.alarms import (
+    AlarmSet,
+    ResourceAlarms,
+    format_size,
+    parse_size,
+    parse_watermark,
+)
 from rapidmq.core.broker import Broker
 from rapidmq.core.message_codec import MessageCodec
 from rapidmq.core.persistence import Persistence
@@ -58,6 +74,12 @@ log = logging.getLogger("rapidmq")
 SHUTDOWN_GRACE_S = 5.0
 #: How often the core's timers (message TTL, queue expiry) are checked.
 TICK_S = 0.05
+#: How often memory and disk are sampled.  A publisher on loopback can send
+#: 300 MB/s, so this is what bounds the overshoot past the watermark; a sample
+#: costs about 20 µs.
+MONITOR_S = 0.05
+#: While the memory alarm is on, freed heap is handed back to the OS this often.
+TRIM_S = 0.5
 
 
 class Server:
@@ -102,14 +124,30 @@ class Server:
         self._listeners: list[tuple[anyio.abc.SocketListener, HandlerFactory]] = []
         self._recovered = ""
         self._stopping = False
+        total_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        self.alarms = ResourceAlarms(
+            memory_limit_bytes=parse_watermark(settings.memory_high_watermark).limit_bytes(
+                total_memory
+            ),
+            disk_free_limit_bytes=parse_size(settings.disk_free_limit),
+        )
+        # Protocol connections, told when the alarms change.
+        self._blockable: weakref.WeakSet[AMQPConnection | MQTTConnection] = weakref.WeakSet()
 
     def _amqp_handler(self, peer: tuple[str, int], wake: Callable[[], None]) -> ConnectionHandler:
-        return AMQPConnection(self.broker, self.users, self.amqp_settings, peer, wake)
+        return self._watch(AMQPConnection(self.broker, self.users, self.amqp_settings, peer, wake))
 
     def _mqtt_handler(self, peer: tuple[str, int], wake: Callable[[], None]) -> ConnectionHandler:
-        return MQTTConnection(
-            self.broker, self.users, self.mqtt_state, self.mqtt_settings, peer, wake
+        return self._watch(
+            MQTTConnection(self.broker, self.users, self.mqtt_state, self.mqtt_settings, peer, wake)
         )
+
+    def _watch(self, handler: _Blockable) -> _Blockable:
+        self._blockable.add(handler)
+        active = self.alarms.active
+        if active:
+            handler.set_resource_alarms(active)
+        return handler
 
     async def _serve_listener(
         self, listener: anyio.abc.SocketListener, factory: HandlerFactory
@@ -173,6 +211,60 @@ class Server:
         finally:
             persist.wakeup = None
 
+    async def _monitor_resources(self) -> None:
+        """Sample memory and disk; page out, and block or unblock publishers on a change."""
+        alarms = self.alarms
+        log.info(
+            "memory high watermark %s (paging from %s); disk free limit %s",
+            format_size(alarms.memory_limit_bytes),
+            format_size(alarms.paging_threshold_bytes),
+            format_size(alarms.disk_free_limit_bytes),
+        )
+        paging_store = self.settings.storage == "rocksdb"
+        trimmed_at = 0.0
+        while True:
+            events = alarms.update(
+                memory_used_bytes=_resident_bytes(),
+                disk_free_bytes=_disk_free_bytes(self.settings.data_dir),
+            )
+            persist = self.broker.persistence
+            paged = alarms.paging and paging_store and persist is not None and persist.page_out()
+            now = time.monotonic()
+            # glibc keeps freed heap (paged or drained bodies) until asked to return it.
+            if paged or (alarms.memory and now - trimmed_at >= TRIM_S):
+                _return_free_memory()
+                trimmed_at = now
+            for event in events:
+                what = "in use" if event.resource == "memory" else "free"
+                limit = "watermark" if event.resource == "memory" else "limit"
+                if isinstance(event, AlarmSet):
+                    log.warning(
+                        "%s alarm set: %s %s, %s %s; publishers are blocked",
+                        event.resource,
+                        format_size(event.used),
+                        what,
+                        limit,
+                        format_size(event.limit),
+                    )
+                else:
+                    log.info(
+                        "%s alarm cleared: %s %s, %s %s",
+                        event.resource,
+                        format_size(event.used),
+                        what,
+                        limit,
+                        format_size(event.limit),
+                    )
+            if events:
+                active = alarms.active
+                for handler in list(self._blockable):
+                    handler.set_resource_alarms(active)
+            await anyio.sleep(MONITOR_S)
+
+    def statistics(self) -> dict[str, Any]:
+        """The core's figures, with the resource alarms (``"alarms": ["memory"]``)."""
+        return {**self.broker.statistics(), **self.alarms.statistics()}
+
     def _open_storage(self) -> None:
         """Open the stores and rebuild vhosts, users and durable topology from them."""
         s = self.settings
@@ -201,6 +293,8 @@ class Server:
         self.broker = broker
         self.users = users
         self.mqtt_state = MQTTState(broker)
+        # MQTT persistent sessions and retained messages; unreadable ones are logged.
+        self.mqtt_state.restore(metadata, codec)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         self._recovered = (
             f"recovered {counts['vhosts']} vhosts, {user_count} users, "
@@ -271,6 +365,7 @@ class Server:
                     tg.start_soon(self._serve_listener, listener, factory)
                 tg.start_soon(self._tick)
                 tg.start_soon(self._flush_messages)
+                tg.start_soon(self._monitor_resources)
                 task_status.started()
                 await self._stopped.wait()
                 tg.cancel_scope.cancel()
@@ -299,6 +394,47 @@ class Server:
         return f"rapidmq ready amqp={show(p['amqp'])} mqtt={show(p['mqtt'])} http={show(p['http'])}"
 
     _stopped: anyio.Event
+
+
+_Blockable = TypeVar("_Blockable", AMQPConnection, MQTTConnection)
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def _resident_bytes() -> int:
+    """The process's resident set size, from /proc/self/statm."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _disk_free_bytes(path: str) -> int | None:
+    """Space free to unprivileged users on the file system holding ``path``."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def _return_free_memory() -> None:
+    """Give freed heap pages back to the OS (glibc keeps them otherwise), so RSS falls."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 async def _main(settings: Settings) -> int:

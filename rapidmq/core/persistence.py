@@ -14,6 +14,12 @@ That is the group commit of ARCHITECTURE.md §4: front ends hold a confirm until
 :attr:`durable_batch` reaches the batch its publish went into, and register with
 :meth:`when_durable` to hear about it.
 
+Paging: durable queues that store messages register here (:attr:`queues`).
+When memory runs short the server calls :meth:`page_out`, which commits the
+current batch (so every stored message can be read back) and asks each queue
+to drop the bodies of its stored ready messages; a queue reads them back with
+:meth:`read_body` as they reach its head.
+
 The core does no I/O and imports no protocol: the codec (AMQP property
 encoding) is injected by the server.
 """
@@ -22,11 +28,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rapidmq.core.message import Message
 from rapidmq.core.message_codec import MessageCodec
 from rapidmq.storage.api import MessageStore
+
+if TYPE_CHECKING:
+    from rapidmq.core.queue import Queue
 
 __all__ = ["Persistence"]
 
@@ -46,7 +55,10 @@ class Persistence:
         "codec",
         "committed",
         "durable_batch",
+        "paged_in",
+        "paged_out",
         "pending",
+        "queues",
         "store",
         "wakeup",
     )
@@ -64,6 +76,9 @@ class Persistence:
         # so its id cannot be reused by another message).
         self._last_message: Message | None = None
         self._last_data = b""
+        self.queues: dict[QueueKey, Queue] = {}  # queues holding stored messages: paging
+        self.paged_out = 0  # bodies dropped from memory so far
+        self.paged_in = 0  # bodies read back
 
     @property
     def batch(self) -> int:
@@ -106,6 +121,29 @@ class Persistence:
         self.store.drop_queue(queue)
         self._touch()
 
+    # -- paging ------------------------------------------------------------------------------
+
+    def page_out(self) -> int:
+        """Drop from memory the bodies of stored ready messages; returns the bytes dropped.
+
+        The current batch is committed first (unsynced, as the flusher would), so
+        every stored message can be read back.
+        """
+        if self.pending:
+            self.commit()
+        dropped = 0
+        for key, queue in list(self.queues.items()):
+            if queue.deleted or not queue.persistent_count:
+                del self.queues[key]
+                continue
+            dropped += queue.page_out()
+        return dropped
+
+    def read_body(self, queue: QueueKey, seq: int) -> bytes:
+        """The body of a stored message whose body was paged out."""
+        self.paged_in += 1
+        return self.codec.decode(self.store.read(queue, seq)).body
+
     # -- group commit ----------------------------------------------------------------------
 
     def commit(self) -> int:
@@ -139,4 +177,7 @@ class Persistence:
             "committed_batch": self.committed,
             "durable_batch": self.durable_batch,
             "waiters": len(self._waiters),
+            "paged_out": self.paged_out,
+            "paged_in": self.paged_in,
+            "paged_bytes": sum(queue.paged_bytes for queue in self.queues.values()),
         }

@@ -16,6 +16,15 @@ messages there (see :mod:`rapidmq.core.persistence`): an entry's ``stored`` is
 its stored size, 0 when it is not stored.  Every path that takes an entry away
 for good (ack, no-ack delivery, drop, expiry, dead-lettering, purge, delete)
 removes it; a delivery to a consumer that must ack marks it delivered.
+
+Paging (when the server finds memory short): a plain FIFO durable queue --
+no priorities, no length limits, and only entries without a TTL, so that no
+path but delivery ever takes a paged entry off the queue -- replaces the
+message of each stored ready entry behind its head with a :class:`PagedOut`
+copy without the body.  ``ready_bytes`` stays the sum of the bodies: paged
+bodies are counted in ``paged_bytes``.  Delivery reads bodies back, a batch
+of :data:`PAGE_IN_BATCH` entries at a time, before they leave the head; the
+fast paths test one counter (``_paged``) and pay nothing else.
 """
 
 from __future__ import annotations
@@ -35,7 +44,17 @@ if TYPE_CHECKING:
     from rapidmq.core.persistence import Persistence
     from rapidmq.core.vhost import VirtualHost
 
-__all__ = ["Entry", "Queue"]
+__all__ = ["PAGE_IN_BATCH", "Entry", "PagedOut", "Queue"]
+
+#: Entries read back at once when a paged entry reaches the head; paging leaves
+#: this many at the head in memory.
+PAGE_IN_BATCH = 64
+
+
+class PagedOut(Message):
+    """A stored message whose body was dropped from memory (the body is ``b""``)."""
+
+    __slots__ = ()
 
 
 class Entry:
@@ -111,6 +130,9 @@ class Queue:
         self.key = (vhost.name, name)  # the message store's name for this queue
         self.persistent_count = 0  # stored messages, ready and unacked
         self.persistent_bytes = 0
+        self._paged = 0  # ready entries whose body is paged out
+        self.paged_bytes = 0  # their body bytes (part of ready_bytes as reported)
+        self._paged_upto = 0  # entries up to this seq were looked at by page_out
         self.ready_count = 0
         self.ready_bytes = 0
         self.unacked_count = 0
@@ -177,9 +199,12 @@ class Queue:
         return True
 
     def _store(self, entry: Entry) -> None:
-        assert self._persist is not None
-        size = self._persist.add(self.key, entry.seq, entry.message)
+        persist = self._persist
+        assert persist is not None
+        size = persist.add(self.key, entry.seq, entry.message)
         entry.stored = size
+        if not self.persistent_count:
+            persist.queues[self.key] = self  # a candidate for paging
         self.persistent_count += 1
         self.persistent_bytes += size
 
@@ -318,6 +343,8 @@ class Queue:
             consumer = self._pick()
             if consumer is None:
                 break
+            if self._paged:
+                self._page_in_head()
             self._deliver(consumer, self._pop())
             if timed:
                 self._drop_expired(now)
@@ -331,6 +358,8 @@ class Queue:
         if not self.ready_count:
             return None
         self.delivered += 1
+        if self._paged:
+            self._page_in_head()
         entry = self._pop()
         if entry.stored:
             if no_ack:
@@ -401,6 +430,7 @@ class Queue:
             level.clear()
         self.ready_count = 0
         self.ready_bytes = 0
+        self._paged = self.paged_bytes = 0
         return count
 
     def recover(self, message: Message, seq: int, size: int, *, delivered: bool) -> None:
@@ -426,9 +456,80 @@ class Queue:
         entry = Entry(message, seq, expires_at, None)
         entry.redelivered = delivered
         entry.stored = size
+        if not self.persistent_count and self._persist is not None:
+            self._persist.queues[self.key] = self
         self.persistent_count += 1
         self.persistent_bytes += size
         self._push(entry)
+
+    # -- paging -------------------------------------------------------------
+
+    def page_out(self) -> int:
+        """Drop the bodies of stored ready messages behind the head; returns the bytes.
+
+        Only new entries are looked at each time (those after the last call), so
+        a long queue is walked once.  The caller has committed the store's batch.
+        """
+        persist = self._persist
+        if persist is None or self._max_priority or self._limited or self.deleted:
+            return 0
+        level = self._fifo
+        upto = self._paged_upto
+        if level:
+            self._paged_upto = max(upto, level[-1].seq)
+        keep = PAGE_IN_BATCH
+        count = 0
+        paged = 0
+        dropped = 0
+        for entry in reversed(level):
+            if entry.seq <= upto or len(level) - count <= keep:
+                break
+            count += 1
+            message = entry.message
+            if not entry.stored or entry.expires_at is not None or type(message) is PagedOut:
+                continue
+            size = len(message.body)
+            if not size:
+                continue
+            entry.message = PagedOut(
+                message.exchange,
+                message.routing_key,
+                b"",
+                message.properties,
+                message.encoded_properties,
+                message.annotations,
+            )
+            paged += 1
+            self.ready_bytes -= size
+            self.paged_bytes += size
+            dropped += size
+        self._paged += paged
+        persist.paged_out += paged
+        return dropped
+
+    def _page_in_head(self) -> None:
+        """Read back the paged bodies of the next ``PAGE_IN_BATCH`` ready entries."""
+        persist = self._persist
+        assert persist is not None
+        key = self.key
+        for i, entry in enumerate(self._fifo):
+            if i >= PAGE_IN_BATCH or not self._paged:
+                break
+            message = entry.message
+            if type(message) is not PagedOut:
+                continue
+            body = persist.read_body(key, entry.seq)
+            entry.message = Message(
+                message.exchange,
+                message.routing_key,
+                body,
+                message.properties,
+                message.encoded_properties,
+                message.annotations,
+            )
+            self._paged -= 1
+            self.ready_bytes += len(body)
+            self.paged_bytes -= len(body)
 
     # -- consumers ----------------------------------------------------------
 
@@ -527,7 +628,7 @@ class Queue:
             "messages": self.ready_count + self.unacked_count,
             "messages_ready": self.ready_count,
             "messages_unacknowledged": self.unacked_count,
-            "message_bytes_ready": self.ready_bytes,
+            "message_bytes_ready": self.ready_bytes + self.paged_bytes,
             "consumers": len(self.consumers),
             "published": self.published,
             "delivered": self.delivered,
@@ -543,6 +644,7 @@ class Queue:
             else {
                 "messages_persistent": self.persistent_count,
                 "message_bytes_persistent": self.persistent_bytes,
+                "message_bytes_paged_out": self.paged_bytes,
             }
         )
 

@@ -110,6 +110,13 @@ class MessageStore(Protocol):
         Returns the highest batch number now durable.
         """
 
+    def read(self, queue: tuple[str, str], seq: int) -> bytes:
+        """The data of one committed message, for a body paged out of memory.
+
+        Raises:
+            StorageError: the message is not in the store (or the read failed).
+        """
+
     def recover(self) -> Iterator[StoredMessage]:
         """Every stored message, grouped by queue in sequence order."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rapidmq.storage.api import StoredMessage
+from rapidmq.storage.api import StorageError, StoredMessage
 from rapidmq.storage.records import (
     decode_key,
     decode_value,
@@ -198,6 +198,13 @@ class MemoryMessageStore:
         self._durable = self._committed
         self._syncs += 1
         return self._durable
+
+    def read(self, queue: Queue, seq: int) -> bytes:
+        """The data of one committed message."""
+        try:
+            return self._messages[queue][seq]
+        except KeyError:
+            raise StorageError(f"rapidmq: message {seq} of queue {queue} is not stored") from None
 
     def recover(self) -> Iterator[StoredMessage]:
         """Every committed message, grouped by queue in sequence order.

@@ -326,6 +326,22 @@ class RocksMessageStore:
             for prefix in dropped:
                 family.compact_range(prefix, prefix_end(prefix))
 
+    def read(self, queue: Queue, seq: int) -> bytes:
+        """The data of one committed (not necessarily synced) message.
+
+        Raises:
+            StorageError: the message is not stored, or the read failed.
+        """
+        try:
+            data = self._database.family("messages").get(self._key(queue, seq))
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._database.corrupted(exc) from None
+        if not isinstance(data, bytes):
+            raise StorageError(f"rapidmq: message {seq} of queue {queue} is not stored")
+        return data
+
     def recover(self) -> Iterator[StoredMessage]:
         """Every stored message, grouped by queue in sequence order; rebuilds the index.
 

@@ -7,7 +7,10 @@ connection object) and three tasks in one task group:
 
 * the **reader** feeds received bytes to ``handler.data_received`` and pauses
   while the handler has more than ``READ_PAUSE_BYTES`` waiting to be sent, so a
-  client that does not read cannot make the broker buffer without bound;
+  client that does not read cannot make the broker buffer without bound, and
+  while the handler's ``reading_paused`` is true (a blocked publisher during a
+  memory or disk alarm).  A handler that turns ``reading_paused`` off calls
+  ``wake``: every writer round lets a paused reader look again;
 * the **writer** sleeps until the handler (or any other connection routing a
   message to it) calls ``wake``, then sends *everything* buffered in one
   ``send``.  Coalescing frames this way is what lets a Python broker move
@@ -49,7 +52,12 @@ RECEIVE_BYTES = 256 << 10
 
 
 class ConnectionHandler(Protocol):
-    """What a sans-IO protocol connection offers the transport."""
+    """What a sans-IO protocol connection offers the transport.
+
+    A handler may also have a ``reading_paused`` attribute: while it is true the
+    reader stops reading (see the module docstring).  It is optional, so it is
+    read with ``getattr`` once per received chunk, never per message.
+    """
 
     closed: bool
     out: bytearray
@@ -143,7 +151,9 @@ class SocketConnection:
             except OSError:
                 return
             handler.data_received(data)
-            while len(handler.out) > READ_PAUSE_BYTES and not handler.closed:
+            while not handler.closed and (
+                len(handler.out) > READ_PAUSE_BYTES or getattr(handler, "reading_paused", False)
+            ):
                 self._drained_event = anyio.Event()
                 await self._drained_event.wait()
         # The handler asked to close: wait for the writer to flush and close.

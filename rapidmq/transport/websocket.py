@@ -169,6 +169,11 @@ class WebSocketHandler:
         if len(self.out) != before or self.closed:
             self._wake()
 
+    @property
+    def reading_paused(self) -> bool:
+        """The inner handler asked the transport to stop reading (a blocked publisher)."""
+        return bool(getattr(self.inner, "reading_paused", False))
+
     def data_to_send(self) -> bytes:
         """Everything encoded for the socket, emptying the buffer."""
         self._pump()

@@ -30,6 +30,8 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "loopback_users": ("admin, ops", '["admin", "ops"]', ("admin", "ops")),
     "handshake_timeout_s": ("2.5", "2.5", 2.5),
     "mqtt_vhost": ("iot", '"iot"', "iot"),
+    "memory_high_watermark": ("512MB", '"512MB"', "512MB"),
+    "disk_free_limit": ("1GiB", '"1GiB"', "1GiB"),
 }
 
 
@@ -65,6 +67,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "mqtt_vhost": "/",
         "mqtt_ws_port": 15675,
         "storage": "rocksdb",
+        "memory_high_watermark": "0.4",
+        "disk_free_limit": "50MB",
     }
 
 
@@ -147,6 +151,26 @@ def test_bad_environment_variable_names_the_variable() -> None:
     assert config_error({}, {"RAPIDMQ_FRAME_MAX": "1024"}, None) == (
         "rapidmq: RAPIDMQ_FRAME_MAX='1024': must be a whole number 4096..4294967295"
     )
+
+
+def test_bad_memory_high_watermark_names_the_flag() -> None:
+    assert config_error({"memory_high_watermark": "1.5"}, {}, None) == (
+        "rapidmq: --memory-high-watermark '1.5': must be a fraction of total RAM above 0 "
+        'and at most 1 (0.4) or a size ("512MB", "2GiB")'
+    )
+
+
+def test_bad_disk_free_limit_names_the_flag() -> None:
+    assert config_error({"disk_free_limit": "50 parsecs"}, {}, None) == (
+        "rapidmq: --disk-free-limit '50 parsecs': must be a size such as "
+        '"50MB", "512MiB" or "2GB", or a number of bytes'
+    )
+
+
+def test_memory_high_watermark_fraction_from_toml(tmp_path: Path) -> None:
+    file = write(tmp_path, "memory_high_watermark = 0.25\ndisk_free_limit = 1000000\n")
+    settings = load_settings({}, {}, file)
+    assert (settings.memory_high_watermark, settings.disk_free_limit) == ("0.25", "1000000")
 
 
 def test_unknown_toml_key_names_its_line_and_the_likely_fix(tmp_path: Path) -> None:

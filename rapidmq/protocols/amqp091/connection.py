@@ -134,6 +134,8 @@ class AMQPConnection:
         self.client_properties: dict[str, Any] = {}
         self.core: CoreConnection = None  # type: ignore[assignment]  # set on connection.open
         self.blocked = False
+        self.reading_paused = False  # the transport stops reading while this is true
+        self._alarms: tuple[str, ...] = ()
         self._paused_consumers = False
         now = clock()
         self._created = now
@@ -194,6 +196,13 @@ class AMQPConnection:
                 self._connection_error(err.reply_code, err.text, err.class_id, err.method_id)
             return
         self._handle_events(events)
+        # Only during an alarm: a connection is blocked when it publishes.
+        if (
+            self._alarms
+            and not self.reading_paused
+            and any(type(event) is PublishReceived for event in events)
+        ):
+            self._block_publisher()
 
     def _handle_events(self, events: list[Event]) -> None:
         channels = self.channels
@@ -253,6 +262,8 @@ class AMQPConnection:
         hb = self.heartbeat_s
         if not hb:
             return 3600.0
+        if self.reading_paused:
+            self._last_recv = now  # as in RabbitMQ, a blocked client's heartbeats are not due
         if now - self._last_recv > 2 * hb:
             log.warning(
                 "closing AMQP connection %s: missed heartbeats from client, timeout: %ss",
@@ -278,6 +289,7 @@ class AMQPConnection:
         """The broker is stopping: close with 320 CONNECTION_FORCED."""
         if self.closed:
             return
+        self.reading_paused = False  # a blocked publisher's close-ok must be read
         if self.state is _State.OPEN:
             text = f"CONNECTION_FORCED - broker forced connection closure with reason '{reason}'"
             self._send_connection_close(320, text, 0, 0)
@@ -296,9 +308,35 @@ class AMQPConnection:
             encode.encode_method(self.out, 0, method)
             self.wake()
 
+    def set_resource_alarms(self, alarms: tuple[str, ...]) -> None:
+        """The broker's memory or disk alarms changed (``()``: none is on).
+
+        A connection that has published is blocked at once (``connection.blocked``
+        and no more reading); one that has not is blocked when it next publishes,
+        so connections that only consume keep reading their acks.  When the last
+        alarm clears, blocked connections get ``connection.unblocked`` and are
+        read again.
+        """
+        self._alarms = alarms
+        if alarms:
+            if not self.reading_paused and any(
+                ch.session.published for ch in self.channels.values()
+            ):
+                self._block_publisher()
+        elif self.reading_paused:
+            self.reading_paused = False
+            self.set_blocked(False)
+            self.wake()  # the transport's reader looks at reading_paused again
+
+    def _block_publisher(self) -> None:
+        self.reading_paused = True
+        reason = " and ".join(f"low on {name}" for name in self._alarms)
+        self.set_blocked(True, reason)
+
     def statistics(self) -> dict[str, Any]:
         return {
             "peer": self.peer_name,
+            "blocked": self.reading_paused,
             "user": self.user,
             "vhost": self.vhost,
             "state": self.state.value,

@@ -163,8 +163,12 @@ class MQTTConnection:
         """Everything buffered for the socket, emptying the buffer."""
         self._woken = False
         session = self.session
-        if session is not None and self.state is _State.CONNECTED:
-            session.flush()
+        if session is not None:
+            if self.state is _State.CONNECTED:
+                session.flush()
+            if session.record_due:
+                # Before the acknowledgements that rely on it leave (metadata writes sync).
+                self.mqtt.record(session)
         if not self.out:
             return b""
         data = bytes(self.out)
@@ -239,6 +243,14 @@ class MQTTConnection:
         """Another connection took this client id: close, publishing the will."""
         if not self.closed:
             self._close(ReasonCode.SESSION_TAKEN_OVER, publish_will=True)
+
+    def set_resource_alarms(self, alarms: tuple[str, ...]) -> None:
+        """Memory or disk alarms changed: the transport stops reading while any is on."""
+        paused = bool(alarms)
+        if paused != getattr(self, "reading_paused", False):
+            self.reading_paused = paused
+            self._last_recv = self._clock()  # keep-alive counts again from here
+            self.wake()  # the transport's reader looks at reading_paused again
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -393,6 +405,7 @@ class MQTTConnection:
             login.vhost,
         )
         session.attach(self, level, props.receive_maximum or 65535 if level == MQTT_5 else 65535)
+        mqtt.record(session)  # connected: no expiry deadline while it stays
 
     def _refuse(self, refusal: Refusal) -> None:
         log.warning("refusing MQTT connection %s: %s", self.peer_name, refusal.text)

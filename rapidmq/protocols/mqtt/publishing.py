@@ -6,11 +6,19 @@ in the session under its packet id from PUBLISH until PUBREL and routed then
 subscribers in the same order as from Mosquitto); a DUP re-send of a held id is
 acknowledged again but not stored twice.  In MQTT 5 a PUBACK says 0x10 when the
 message reached no queue.
+
+Durability: a publish that a durable queue stored is acknowledged (PUBACK, or
+PUBCOMP after PUBREL) only once the store batch it went into is durable, as an
+AMQP confirm is (ARCHITECTURE.md §4).  Acknowledgements wait in one queue per
+connection, so none overtakes an earlier one.  A QoS 2 message held for a
+persistent session is written into the session's record (a synced metadata
+write) before its PUBREC, and taken out of it when its PUBCOMP is sent.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 from rapidmq.core.errors import CoreError
@@ -34,10 +42,22 @@ _VALID_TOPICS_KEPT = 1024
 class PublishHandler:
     """The publishing half of one connection, with its inbound topic aliases."""
 
-    __slots__ = ("aliases", "conn", "published", "unroutable", "valid_topics")
+    __slots__ = (
+        "_acks",
+        "_persist",
+        "aliases",
+        "conn",
+        "published",
+        "unroutable",
+        "valid_topics",
+    )
 
     def __init__(self, conn: MQTTConnection) -> None:
         self.conn = conn
+        self._persist = conn.broker.persistence
+        # (store batch, packet type, packet id, reason code) of acknowledgements that
+        # wait for a sync, and those after them, in order
+        self._acks: deque[tuple[int, int, int, int]] = deque()
         self.aliases: dict[int, str] = {}
         # Topics this connection published that passed validation: most clients
         # publish to a few topics over and over.
@@ -80,7 +100,7 @@ class PublishHandler:
         packet_id = p.packet_id or 0
         if qos == 2:
             if packet_id in session.incoming_qos2:
-                conn.send_ack(PacketType.PUBREC, packet_id, 0)  # a re-send: held already
+                self._ack(PacketType.PUBREC, packet_id, 0)  # a re-send: held already
                 return
             if len(session.incoming_qos2) >= conn.settings.receive_maximum:
                 conn.protocol_violation(
@@ -91,12 +111,13 @@ class PublishHandler:
             # As Mosquitto: refuse it in the acknowledgement, drop it at QoS 0.
             if qos:
                 kind = PacketType.PUBACK if qos == 1 else PacketType.PUBREC
-                conn.send_ack(kind, packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
+                self._ack(kind, packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
             return
         message = publish_to_message(p, topic, origin=session.origin, now=conn.mqtt.clock())
         if qos == 2:
             session.incoming_qos2[packet_id] = (topic, message, p.retain)
-            conn.send_ack(PacketType.PUBREC, packet_id, 0)
+            conn.mqtt.record_later(session)  # synced before the PUBREC goes out
+            self._ack(PacketType.PUBREC, packet_id, 0)
             return
         try:
             result = conn.mqtt.publish(session.core_session, topic, message, p.retain)
@@ -104,7 +125,7 @@ class PublishHandler:
             log.warning("MQTT publish to '%s' refused: %s", topic, err.text)
             if qos and conn.level == MQTT_5:
                 kind = PacketType.PUBACK if qos == 1 else PacketType.PUBREC
-                conn.send_ack(kind, packet_id, reason_for(err))
+                self._ack(kind, packet_id, reason_for(err))
             elif qos:
                 conn.protocol_violation(err.text, ReasonCode.UNSPECIFIED_ERROR)
             return
@@ -114,7 +135,7 @@ class PublishHandler:
             self.unroutable += 1
             code = ReasonCode.NO_MATCHING_SUBSCRIBERS
         if qos == 1:
-            conn.send_ack(PacketType.PUBACK, packet_id, code)
+            self._ack(PacketType.PUBACK, packet_id, code, result.batch)
 
     def pubrel(self, packet_id: int) -> None:
         """PUBREL: route the held QoS 2 message, then PUBCOMP; 0x92 if the id is unknown."""
@@ -122,16 +143,55 @@ class PublishHandler:
         session = conn.session
         held = session.incoming_qos2.pop(packet_id, None)
         if held is None:
-            conn.send_ack(PacketType.PUBCOMP, packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
+            self._ack(PacketType.PUBCOMP, packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
             return
         topic, message, retain = held
+        # Still recorded until its PUBCOMP: the client re-sends PUBREL after a crash.
+        session.releasing[packet_id] = held
         try:
             result = conn.mqtt.publish(session.core_session, topic, message, retain)
         except CoreError as err:
             log.warning("MQTT publish to '%s' refused: %s", topic, err.text)
-            conn.send_ack(PacketType.PUBCOMP, packet_id, 0)
+            self._ack(PacketType.PUBCOMP, packet_id, 0)
             return
         self.published += 1
         if not result.routed:
             self.unroutable += 1
-        conn.send_ack(PacketType.PUBCOMP, packet_id, 0)
+        self._ack(PacketType.PUBCOMP, packet_id, 0, result.batch)
+
+    # -- acknowledgements, in order and after the store sync -----------------------------
+
+    def _ack(self, kind: int, packet_id: int, code: int, batch: int | None = None) -> None:
+        acks = self._acks
+        persist = self._persist
+        if persist is not None and (acks or (batch is not None and batch > persist.durable_batch)):
+            acks.append((batch or 0, kind, packet_id, code))
+            persist.when_durable(self._on_durable)
+            return
+        self._send(kind, packet_id, code)
+
+    def _send(self, kind: int, packet_id: int, code: int) -> None:
+        conn = self.conn
+        if kind == PacketType.PUBCOMP and conn.session.releasing.pop(packet_id, None) is not None:
+            # The message is routed and durable: the held copy may go from the record.
+            if conn.closed:
+                conn.mqtt.record(conn.session)
+            else:
+                conn.mqtt.record_later(conn.session)
+        if not conn.closed:  # else the client re-sends what it has no acknowledgement for
+            conn.send_ack(kind, packet_id, code)
+
+    def _on_durable(self, batch: int) -> None:
+        """The store made every batch up to ``batch`` durable: send what waited for it."""
+        acks = self._acks
+        while acks and acks[0][0] <= batch:
+            _, kind, packet_id, code = acks.popleft()
+            self._send(kind, packet_id, code)
+        if acks:
+            assert self._persist is not None
+            self._persist.when_durable(self._on_durable)
+
+    @property
+    def waiting_acks(self) -> int:
+        """Acknowledgements held until a store sync."""
+        return len(self._acks)

@@ -135,9 +135,13 @@ class MQTTSession:
         self._copies: dict[int, int] = {}
         # QoS 2 from the client, held from PUBLISH until PUBREL: id -> (topic, message, retain)
         self.incoming_qos2: dict[int, tuple[str, Message, bool]] = {}
+        # Those released by PUBREL and routed, until their PUBCOMP goes out
+        self.releasing: dict[int, tuple[str, Message, bool]] = {}
         self.outlet: Outlet | None = None
         self.level = 4
         self.ended = False
+        self.recorded = False  # an mqtt_session record of it is stored
+        self.record_due = False  # changed since the record was written
         self._has_queue = False
         self._next_id = 1
         self._settle_later: list[int] = []
@@ -314,6 +318,9 @@ class MQTTSession:
         # highest QoS -- both as Mosquitto sends them.
         if len(matched) > 1 and self.level != MQTT_5:
             matched = [max(matched, key=_granted_qos)]
+        # A redelivery from the session's own queue went to this client before (a
+        # restart); one from a shared queue went to another member.
+        dup = redelivered and consumer_tag == OWN_TAG
         waiting = 0
         for sub in matched:
             options = sub.options
@@ -335,7 +342,7 @@ class MQTTSession:
             out.packet_id = packet_id
             out.delivery_tag = delivery_tag
             self.inflight[packet_id] = out
-            if outlet.send_publish(out, dup=False):
+            if outlet.send_publish(out, dup=dup):
                 waiting += 1
             else:
                 del self.inflight[packet_id]
@@ -397,14 +404,46 @@ class MQTTSession:
         if reason_code >= 0x80:
             self._complete(packet_id)  # the client refused it: it is done
             return False
-        out.released = True
+        if not out.released:
+            out.released = True
+            self.state.record_later(self)  # so the PUBREL is re-sent after a restart
         return True
 
     def pubcomp(self, packet_id: int) -> None:
         """PUBCOMP: a QoS 2 delivery is done."""
         out = self.inflight.get(packet_id)
         if out is not None and out.released:
+            # Not recorded by itself: a PUBREL re-sent after a restart for an id that
+            # is done costs the client one PUBCOMP.
             self._complete(packet_id)
+
+    def restore(
+        self,
+        subscriptions: dict[str, SessionSubscription],
+        released: tuple[int, ...],
+        incoming_qos2: dict[int, tuple[str, Message, bool]],
+    ) -> None:
+        """Take back a stored session's state, detached (its bindings came back with the core).
+
+        Outbound QoS 2 ids whose PUBREC came back before the restart get their
+        PUBREL again on the next attach.
+        """
+        vhost = self.core_session.vhost
+        self._has_queue = self.queue_name in vhost.queues
+        for name, sub in subscriptions.items():
+            if sub.share is not None:
+                try:
+                    sub.queue = self.state.join_shared(self, sub.share[0], sub.share[1])
+                except CoreError as err:
+                    log.warning("MQTT session %s: %s not restored: %s", self.key, name, err.text)
+                    continue
+            else:
+                sub.queue = self.queue_name
+            self.subscriptions[name] = sub
+        for packet_id in released:
+            self.inflight[packet_id] = Outgoing("", b"", 2, False, None, packet_id, None, True)
+        self.incoming_qos2.update(incoming_qos2)
+        self._detached_at = self._clock()
 
     def _complete(self, packet_id: int) -> None:
         out = self.inflight.pop(packet_id)

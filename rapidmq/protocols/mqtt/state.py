@@ -15,6 +15,12 @@ Shared subscriptions: each (vhost, group, filter) has one queue,
 sessions, each consuming from it while connected.  The queue is deleted when
 its last member leaves (unsubscribes or its session ends); a persistent
 member that is offline keeps it, and the connected members drain it.
+
+Durability: after :meth:`MQTTState.restore` the state writes persistent
+sessions and retained messages to the metadata store (see
+:mod:`rapidmq.protocols.mqtt.records`) and has rebuilt those stored before: the
+sessions detached, with their expiry running from the stored wall-clock
+deadline.  Without it (no store) all of this lives in memory only.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ from rapidmq.core.api import ClientInfo, PublishResult
 from rapidmq.core.broker import Broker
 from rapidmq.core.errors import CoreError
 from rapidmq.core.message import Message
+from rapidmq.core.message_codec import MessageCodec
 from rapidmq.core.session import Session
 from rapidmq.protocols.mqtt.mapping import TOPIC_EXCHANGE, publish_to_message
 from rapidmq.protocols.mqtt.packets import Publish, Will
+from rapidmq.protocols.mqtt.records import MQTTRecorder
 from rapidmq.protocols.mqtt.retained import RetainedStore
-from rapidmq.protocols.mqtt.session import MQTTSession, SessionKey
+from rapidmq.protocols.mqtt.session import MQTTSession, SessionKey, SessionSubscription
 from rapidmq.protocols.mqtt.topics import filter_to_binding_key
+from rapidmq.storage.api import MetadataStore
 
 __all__ = ["MQTTState", "PendingWill"]
 
@@ -69,9 +78,17 @@ class _NoDeliveries:
 class MQTTState:
     """Sessions, live connections, retained messages and pending wills of one server."""
 
-    def __init__(self, broker: Broker, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.broker = broker
         self.clock = clock
+        self.wall_clock = wall_clock
+        self.recorder: MQTTRecorder | None = None
         self.sessions: dict[SessionKey, MQTTSession] = {}
         self.connections: dict[SessionKey, Any] = {}  # MQTTConnection, by session key
         self.expiries: dict[SessionKey, float] = {}
@@ -110,6 +127,8 @@ class MQTTState:
         self.expiries.pop(key, None)
         pending = self.wills.pop(key, None)
         session.end()
+        if self.recorder is not None:
+            self.recorder.session_ended(session)
         if pending is not None:
             self.publish_will(pending.vhost, pending.origin, pending.will)
 
@@ -118,8 +137,73 @@ class MQTTState:
         session.detach()
         if session.expiry_s == 0:
             self.end_session(session)
-        elif session.expiry_s is not None:
-            self.expiries[session.key] = now + session.expiry_s
+        else:
+            if session.expiry_s is not None:
+                self.expiries[session.key] = now + session.expiry_s
+            self.record(session, away_since=now)
+
+    def record(self, session: MQTTSession, away_since: float | None = None) -> None:
+        """Write the session's stored record after a change (no-op without a store)."""
+        session.record_due = False
+        if self.recorder is not None:
+            self.recorder.session_changed(session, away_since)
+
+    def record_later(self, session: MQTTSession) -> None:
+        """Write the record before the connection's next output goes out.
+
+        Per-message changes (QoS 2 states) of one read are written once: the
+        acknowledgements they allow wait in the output buffer until then.
+        """
+        if self.recorder is not None and (session.recorded or session.expiry_s != 0):
+            session.record_due = True
+
+    def restore(self, store: MetadataStore, codec: MessageCodec | None = None) -> dict[str, int]:
+        """Rebuild stored sessions and retained messages, and record changes from now on.
+
+        Call once, after the broker restored its queues and bindings.  ``codec``
+        defaults to the broker's message codec; without one nothing is stored.
+        Unreadable records are logged and skipped.
+
+        Returns:
+            How many ``sessions`` and ``retained`` messages came back.
+        """
+        counts = {"sessions": 0, "retained": 0}
+        if codec is None:
+            persistence = self.broker.persistence
+            if persistence is None:
+                return counts
+            codec = persistence.codec
+        recorder = MQTTRecorder(store, codec, self.wall_clock)
+        now = self.clock()
+        for retained in recorder.retained(now):
+            self.retained(retained.vhost).put(retained.topic, retained.message)
+            counts["retained"] += 1
+        wall_now = self.wall_clock()
+        for record in recorder.sessions(now):
+            if self.broker.vhost(record.vhost) is None:
+                log.warning("stored MQTT session %s skipped: no such vhost", record.client_id)
+                continue
+            info = ClientInfo(protocol="mqtt", peer="restored", name=record.client_id)
+            try:
+                session = self.open_session(record.vhost, record.client_id, info, record.expiry_s)
+            except CoreError as err:
+                log.warning("stored MQTT session %s skipped: %s", record.client_id, err.text)
+                continue
+            subscriptions = {
+                name: SessionSubscription(sub.options, sub.identifier, sub.share)
+                for name, sub in record.subscriptions.items()
+            }
+            session.restore(subscriptions, record.released, record.incoming_qos2)
+            session.recorded = True
+            if record.expiry_s is not None:
+                # A session that was connected at the stop starts its expiry now.
+                deadline = wall_now + record.expiry_s
+                if record.expires_at is not None:
+                    deadline = record.expires_at
+                self.expiries[session.key] = now + max(0.0, deadline - wall_now)
+            counts["sessions"] += 1
+        self.recorder = recorder
+        return counts
 
     # -- shared subscriptions ----------------------------------------------------------
 
@@ -169,7 +253,10 @@ class MQTTState:
             CoreError: the core refused the publish.
         """
         if retain:
-            self.retained(session.vhost.name).put(topic, message)
+            vhost = session.vhost.name
+            self.retained(vhost).put(topic, message)
+            if self.recorder is not None:
+                self.recorder.retained_changed(vhost, topic, message)
         return session.publish(message)
 
     def publish_will(self, vhost: str, origin: str, will: Will) -> None:

@@ -67,6 +67,7 @@ def handle_subscribe(conn: MQTTConnection, packet: Subscribe) -> None:
     ack_props = None
     if v5 and problems and conn.problem_information:
         ack_props = MQTTProperties(reason_string="; ".join(problems)[:200])
+    conn.mqtt.record(session)  # before SUBACK: the metadata write is synced
     conn.send(SubAck(packet.packet_id, tuple(codes), ack_props))
     if want_retained:
         now = conn.mqtt.clock()
@@ -88,4 +89,5 @@ def handle_unsubscribe(conn: MQTTConnection, packet: Unsubscribe) -> None:
             return
         existed = session.unsubscribe(topic_filter)
         codes.append(ReasonCode.SUCCESS if existed else ReasonCode.NO_SUBSCRIPTION_EXISTED)
+    conn.mqtt.record(session)
     conn.send(UnsubAck(packet.packet_id, tuple(codes) if conn.level == MQTT_5 else ()))
