@@ -131,6 +131,7 @@ class Server:
             ),
             disk_free_limit_bytes=parse_size(settings.disk_free_limit),
         )
+        self.broker.alarms = self.alarms
         # Protocol connections, told when the alarms change.
         self._blockable: weakref.WeakSet[AMQPConnection | MQTTConnection] = weakref.WeakSet()
 
@@ -262,8 +263,8 @@ class Server:
             await anyio.sleep(MONITOR_S)
 
     def statistics(self) -> dict[str, Any]:
-        """The core's figures, with the resource alarms (``"alarms": ["memory"]``)."""
-        return {**self.broker.statistics(), **self.alarms.statistics()}
+        """The core's figures, which carry the resource alarms (``"alarms": ["memory"]``)."""
+        return self.broker.statistics()
 
     def _open_storage(self) -> None:
         """Open the stores and rebuild vhosts, users and durable topology from them."""
@@ -291,6 +292,7 @@ class Server:
             self._close_storage()
             raise
         self.broker = broker
+        broker.alarms = self.alarms
         self.users = users
         self.mqtt_state = MQTTState(broker)
         # MQTT persistent sessions and retained messages; unreadable ones are logged.

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rapidmq.core.alarms import ResourceAlarms
 from rapidmq.core.api import ClientInfo, DeliverySink
 from rapidmq.core.durable import (
     Recorder,
@@ -110,6 +111,8 @@ class Broker:
         self._metadata = metadata
         self.persistence = persistence
         self._default_vhost = default_vhost
+        # Set by the server: the resource alarms, reported in statistics().
+        self.alarms: ResourceAlarms | None = None
         self._vhosts: dict[str, VirtualHost] = {}
         self._connections: dict[CoreConnection, None] = {}
         self._retired = dict.fromkeys(_COUNTERS, 0)
@@ -313,4 +316,6 @@ class Broker:
         if persist is not None:
             totals_out["messages_persistent"] = sum(v["messages_persistent"] for v in vhosts)
             totals_out["message_store"] = persist.statistics()
+        if self.alarms is not None:
+            totals_out.update(self.alarms.statistics())
         return totals_out

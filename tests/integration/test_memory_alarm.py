@@ -11,11 +11,15 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import anyio
 import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
+from rapidmq.config import Settings
+from rapidmq.server import Server
 from rapidmq.testing import BrokerProcess
 
 MB = 1000**2
@@ -209,3 +213,34 @@ def test_disk_free_limit_above_free_space_blocks_the_first_publish_but_not_consu
         assert broker.stop() == 0
         with pytest.raises(pika.exceptions.ConnectionClosedByBroker):
             publisher.process_data_events(2)
+
+
+@pytest.mark.anyio
+async def test_alarms_appear_in_the_server_statistics(tmp_path: Path) -> None:
+    settings = Settings(
+        amqp_port=0,
+        mqtt_port=None,
+        mqtt_ws_port=None,
+        http_port=None,
+        bind="127.0.0.1",
+        storage="memory",
+        data_dir=str(tmp_path),
+        disk_free_limit="1000TB",
+        memory_high_watermark="1GiB",
+    )
+    server = Server(settings)
+    await server.start()
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        with anyio.fail_after(5):
+            while not server.statistics()["alarms"]:
+                await anyio.sleep(0.02)
+        stats = server.statistics()
+        await server.stop()
+        tg.cancel_scope.cancel()
+    assert (stats["alarms"], stats["memory_limit_bytes"], stats["disk_free_limit_bytes"]) == (
+        ["disk"],
+        1 << 30,
+        1000 * 1000**4,
+    )
+    assert stats["queues"] == 0  # the core's figures are there too

@@ -218,6 +218,10 @@ class MQTTConnection:
         keep_alive = self.keep_alive_s
         if not keep_alive:
             return 3600.0
+        if getattr(self, "reading_paused", False):
+            # A resource alarm stopped reading: the client's PINGREQs wait unread, so
+            # silence is ours, not its. The count restarts when reading resumes.
+            return min(keep_alive, 1.0)
         deadline = self._last_recv + 1.5 * keep_alive
         if now >= deadline:
             log.warning(
