@@ -903,3 +903,21 @@ def test_qos2_message_held_across_a_reconnect_is_routed_on_pubrel() -> None:
     assert isinstance(ack, ConnAck) and ack.session_present
     assert again.send(PubRel(7)) == [PubComp(7)]
     assert subscriber.received() == [Publish("a", b"held", qos=2, packet_id=1)]
+
+
+def test_qos0_only_sessions_consume_without_acks_until_a_qos1_subscription() -> None:
+    world = World()
+    subscriber = connected(world, "s")
+    subscriber.send(Subscribe(1, (sub("a", 0),)))
+    core = subscriber.conn.session.core_session
+    assert [c.no_ack for c in core.consumers.values()] == [True]
+    publisher = connected(world, "p")
+    publisher.send(Publish("a", b"zero"))
+    assert subscriber.received() == [Publish("a", b"zero")]
+    subscriber.send(Subscribe(2, (sub("b", 1),)))
+    assert [c.no_ack for c in core.consumers.values()] == [False]
+    publisher.send(Publish("b", b"one", qos=1, packet_id=1))
+    assert subscriber.received() == [Publish("b", b"one", qos=1, packet_id=1)]
+    assert core.statistics()["messages_unacknowledged"] == 1
+    subscriber.send(PubAck(1))
+    assert core.statistics()["messages_unacknowledged"] == 0

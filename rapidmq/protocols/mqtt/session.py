@@ -206,10 +206,22 @@ class MQTTSession:
                 self._consume(sub.queue, _SHARE_TAG + name)
 
     def _consume(self, queue: str, tag: str) -> None:
-        if self.outlet is None or tag in self.core_session.consumers:
+        if self.outlet is None:
             return
+        # While every subscription on the session's own queue is QoS 0, nothing it
+        # delivers is ever acknowledged: consume without acks, which spares the core
+        # the unacked bookkeeping and the front end the settlements.
+        no_ack = tag == OWN_TAG and not any(
+            s.share is None and s.options.qos > 0 for s in self.subscriptions.values()
+        )
+        core = self.core_session
+        current = core.consumers.get(tag)
+        if current is not None:
+            if not (current.no_ack and not no_ack):
+                return
+            core.cancel(tag)  # a QoS > 0 subscription arrived: deliver with acks from now
         try:
-            self.core_session.consume(queue, tag)
+            core.consume(queue, tag, no_ack=no_ack)
         except CoreError as err:
             log.warning("MQTT session %s cannot consume from %s: %s", self.key, queue, err.text)
 

@@ -1,0 +1,117 @@
+"""A backlog larger than memory: persistent messages past the memory watermark.
+
+Publishes ``--backlog-mb`` of persistent 64 KB messages into a durable queue of a
+RapidMQ started with ``--memory-high-watermark`` (512 MB by default), with no
+consumer, sampling the broker's resident memory every 20 ms; then drains the
+queue and checks every message came back in order.  The target of the storage
+work: RSS never above 1.2 x the watermark for a 2 GB backlog.
+
+    .venv/bin/python bench/backlog.py [--backlog-mb 2000] [--watermark-mb 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import tempfile
+import threading
+import time
+
+import pika
+
+from rapidmq.testing import BrokerProcess
+
+MB = 1000**2
+MESSAGE_BYTES = 64 * 1024
+
+
+def resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backlog-mb", type=int, default=2000)
+    parser.add_argument("--watermark-mb", type=int, default=512)
+    args = parser.parse_args()
+    count = args.backlog_mb * MB // MESSAGE_BYTES
+    watermark = args.watermark_mb * MB
+    with tempfile.TemporaryDirectory(prefix="rapidmq-backlog-") as data_dir:
+        broker = BrokerProcess(
+            "--bind",
+            "127.0.0.1",
+            "--memory-high-watermark",
+            f"{args.watermark_mb}MB",
+            data_dir=data_dir,
+        ).start()
+        assert broker.proc is not None
+        pid = broker.proc.pid
+        peak = 0
+        blocked = 0
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, resident_bytes(pid))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+
+            def on_blocked(*_: object) -> None:
+                nonlocal blocked
+                blocked += 1
+
+            conn.add_on_connection_blocked_callback(on_blocked)
+            ch = conn.channel()
+            ch.queue_declare("backlog", durable=True)
+            props = pika.BasicProperties(delivery_mode=2)
+            filler = b"x" * (MESSAGE_BYTES - 8)
+            started = time.monotonic()
+            for i in range(count):
+                ch.basic_publish("", "backlog", struct.pack(">Q", i) + filler, props)
+            conn.process_data_events(0)
+            published_s = time.monotonic() - started
+            ch.basic_qos(prefetch_count=200)
+            expected = 0
+            started = time.monotonic()
+            for method, _props, body in ch.consume("backlog", inactivity_timeout=30):
+                if method is None:
+                    break
+                number = struct.unpack_from(">Q", body)[0]
+                assert number == expected, (number, expected)
+                expected += 1
+                if expected % 100 == 0 or expected == count:
+                    ch.basic_ack(method.delivery_tag, multiple=True)
+                if expected == count:
+                    break
+            drained_s = time.monotonic() - started
+            conn.close()
+        finally:
+            done.set()
+            sampler.join()
+            broker.stop()
+    result = {
+        "backlog_mb": args.backlog_mb,
+        "messages": count,
+        "watermark_mb": args.watermark_mb,
+        "peak_rss_mb": round(peak / MB, 1),
+        "peak_over_watermark": round(peak / watermark, 3),
+        "connection_blocked_notifications": blocked,
+        "publish_s": round(published_s, 1),
+        "drain_s": round(drained_s, 1),
+        "consumed_in_order": expected,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
