@@ -318,6 +318,11 @@ class RocksMessageStore:
         self._syncs += 1
         return self._durable
 
+    @property
+    def compaction_pending(self) -> bool:
+        """True when dropped queues left key ranges that :meth:`compact` would reclaim."""
+        return bool(self._dropped)
+
     def compact(self) -> None:
         """Compact the ranges of queues dropped so far (blocking: run in a worker thread)."""
         dropped, self._dropped = self._dropped, []

@@ -159,3 +159,44 @@ def test_deletions_survive_restart(data_dir: Path) -> None:
             ch.basic_publish("kept", key, key.encode())
         assert _drain(ch, "q") == [b"k1"]
         connection.close()
+
+
+def test_users_and_their_password_hashes_survive_restart(data_dir: Path) -> None:
+    # The first start creates its default user; later starts find users in the store
+    # and create none, as RabbitMQ creates guest only on first boot.
+    first = BrokerProcess(
+        "--bind",
+        "127.0.0.1",
+        "--default-user",
+        "alice",
+        "--default-pass",
+        "s3cret",
+        data_dir=str(data_dir),
+    ).start()
+    first.stop(signal.SIGKILL)
+    second = BrokerProcess(
+        "--bind",
+        "127.0.0.1",
+        "--default-user",
+        "bob",
+        "--default-pass",
+        "other",
+        data_dir=str(data_dir),
+    ).start()
+    try:
+        port = second.amqp_port
+        alice = pika.BlockingConnection(
+            pika.ConnectionParameters(
+                "127.0.0.1", port, "/", pika.PlainCredentials("alice", "s3cret")
+            )
+        )
+        alice.close()
+        for user, password in (("bob", "other"), ("alice", "wrong")):
+            params = pika.ConnectionParameters(
+                "127.0.0.1", port, "/", pika.PlainCredentials(user, password)
+            )
+            with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+                pika.BlockingConnection(params)
+        assert _recovered(second)[1] == 1  # one user: alice
+    finally:
+        second.stop()

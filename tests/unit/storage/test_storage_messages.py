@@ -168,9 +168,12 @@ def test_dropped_queue_space_is_compacted(tmp_path: Path) -> None:
         store.add(Q1, seq, bytes(1024))
     store.commit()
     store.sync()
+    assert store.compaction_pending is False  # type: ignore[attr-defined]
     store.drop_queue(Q1)
     store.commit()
+    assert store.compaction_pending is True  # type: ignore[attr-defined]
     store.compact()  # type: ignore[attr-defined]
+    assert store.compaction_pending is False  # type: ignore[attr-defined]
     store.close()
     metadata.close()
 
