@@ -921,3 +921,32 @@ def test_qos0_only_sessions_consume_without_acks_until_a_qos1_subscription() -> 
     assert core.statistics()["messages_unacknowledged"] == 1
     subscriber.send(PubAck(1))
     assert core.statistics()["messages_unacknowledged"] == 0
+
+
+def test_resource_alarms_stop_reading_publishers_but_not_subscribers() -> None:
+    world = World()
+    subscriber = connected(world, "s")
+    subscriber.send(Subscribe(1, (sub("a", 1),)))
+    publisher = connected(world, "p")
+    publisher.send(Publish("a", b"before", qos=1, packet_id=1))
+    late = connected(world, "late")
+    for client in (subscriber, publisher, late):
+        client.conn.set_resource_alarms(("memory",))
+    assert [getattr(c.conn, "reading_paused", False) for c in (subscriber, publisher, late)] == [
+        False,
+        True,
+        False,
+    ]
+    late.send(Publish("a", b"during"))  # read, routed, then no more reading
+    assert late.conn.reading_paused
+    assert [p.payload for p in subscriber.received() if isinstance(p, Publish)] == [
+        b"before",
+        b"during",
+    ]
+    for client in (subscriber, publisher, late):
+        client.conn.set_resource_alarms(())
+    assert [getattr(c.conn, "reading_paused", False) for c in (subscriber, publisher, late)] == [
+        False,
+        False,
+        False,
+    ]

@@ -140,6 +140,7 @@ class MQTTConnection:
         self.client_alias_max = 0
         self._out_aliases: dict[str, int] = {}
         self.publishing = PublishHandler(self)
+        self._alarms: tuple[str, ...] = ()
         self._paused = False
         now = clock()
         self._created = now
@@ -249,12 +250,23 @@ class MQTTConnection:
             self._close(ReasonCode.SESSION_TAKEN_OVER, publish_will=True)
 
     def set_resource_alarms(self, alarms: tuple[str, ...]) -> None:
-        """Memory or disk alarms changed: the transport stops reading while any is on."""
-        paused = bool(alarms)
-        if paused != getattr(self, "reading_paused", False):
-            self.reading_paused = paused
-            self._last_recv = self._clock()  # keep-alive counts again from here
-            self.wake()  # the transport's reader looks at reading_paused again
+        """Memory or disk alarms changed (``()``: none is on).
+
+        As for AMQP, a connection that has published stops being read at once and
+        one that has not when it next publishes, so subscribers keep sending the
+        PUBACKs that free memory.  MQTT cannot tell the client why.
+        """
+        self._alarms = alarms
+        if alarms:
+            if self.publishing.published and not getattr(self, "reading_paused", False):
+                self._pause_reading(True)
+        elif getattr(self, "reading_paused", False):
+            self._pause_reading(False)
+
+    def _pause_reading(self, paused: bool) -> None:
+        self.reading_paused = paused
+        self._last_recv = self._clock()  # keep-alive counts again from here
+        self.wake()  # the transport's reader looks at reading_paused again
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -291,6 +303,8 @@ class MQTTConnection:
         session = self.session
         if isinstance(packet, Publish):
             self.publishing.publish(packet)
+            if self._alarms and not getattr(self, "reading_paused", False):
+                self._pause_reading(True)  # a publisher during an alarm: read no more
         elif isinstance(packet, PubAck):
             session.puback(packet.packet_id)
         elif isinstance(packet, PubRec):
