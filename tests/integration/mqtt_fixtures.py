@@ -12,10 +12,11 @@ import anyio
 import anyio.abc
 import pytest
 
-from rapidmq.config import Settings
 from rapidmq.protocols.mqtt.codec import MQTTParser, encode
 from rapidmq.protocols.mqtt.packets import MQTT_5, ConnAck, Connect, Packet
 from rapidmq.server import Server
+
+from .conftest import serving
 
 __all__ = ["MQTTClient", "mqtt_connect", "mqtt_port", "mqtt_server"]
 
@@ -23,21 +24,8 @@ __all__ = ["MQTTClient", "mqtt_connect", "mqtt_port", "mqtt_server"]
 @pytest.fixture
 async def mqtt_server(anyio_backend: str) -> AsyncIterator[Server]:
     """A broker in this process with AMQP and MQTT on free loopback ports."""
-    settings = Settings(
-        amqp_port=0,
-        mqtt_port=0,
-        mqtt_ws_port=None,
-        http_port=None,
-        bind="127.0.0.1",
-        storage="memory",
-    )
-    srv = Server(settings)
-    await srv.start()
-    async with anyio.create_task_group() as tg:
-        await tg.start(srv.serve)
+    async with serving(mqtt_port=0) as srv:
         yield srv
-        await srv.stop()
-        tg.cancel_scope.cancel()
 
 
 def mqtt_port(server: Server) -> int:
