@@ -241,6 +241,14 @@ def run_throughput(
             admin.close()
 
 
+def _resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def run_recovery(messages: int, window: int, timeout_s: float) -> dict[str, Any]:
     """Fill a durable queue, SIGKILL RapidMQ, and time its restart to the ready line."""
     from rapidmq.testing import BrokerProcess
@@ -269,6 +277,8 @@ def run_recovery(messages: int, window: int, timeout_s: float) -> dict[str, Any]
         t0 = time.monotonic()
         restarted.start()
         ready_s = time.monotonic() - t0
+        assert restarted.proc is not None
+        rss_ready = _resident_bytes(restarted.proc.pid)
         try:
             assert restarted.amqp_port is not None
             conn = RawConnection.open(HOST, restarted.amqp_port)
@@ -291,6 +301,7 @@ def run_recovery(messages: int, window: int, timeout_s: float) -> dict[str, Any]
             "kill_exit_code": killed,
             "data_dir_mb": data_bytes / 1e6,
             "ready_s": ready_s,
+            "rss_after_ready_mb": rss_ready / 1e6,
             "recovered_messages": recovered,
             "recovery_log": log,
         }
@@ -357,6 +368,7 @@ def main() -> None:
         print(
             f"recovery: {res['recovered_messages']:,} of {res['messages']:,} messages back, "
             f"ready {res['ready_s']:.2f} s after the restart "
+            f"with {res['rss_after_ready_mb']:.0f} MB resident "
             f"(target for 1,000,000: under 20 s to ready)"
             + ("" if complete else " -- NOT ALL MESSAGES RECOVERED: the figure does not count")
         )

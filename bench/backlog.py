@@ -1,12 +1,13 @@
-"""A backlog larger than memory: persistent messages past the memory watermark.
+"""A backlog larger than memory: messages past the memory watermark.
 
-Publishes ``--backlog-mb`` of persistent 64 KB messages into a durable queue of a
+Publishes ``--backlog-mb`` of persistent 64 KB messages into a durable queue (with
+``--transient``: transient messages into a non-durable queue) of a
 RapidMQ started with ``--memory-high-watermark`` (512 MB by default), with no
 consumer, sampling the broker's resident memory every 20 ms; then drains the
 queue and checks every message came back in order.  The target of the storage
 work: RSS never above 1.2 x the watermark for a 2 GB backlog.
 
-    .venv/bin/python bench/backlog.py [--backlog-mb 2000] [--watermark-mb 512]
+    .venv/bin/python bench/backlog.py [--backlog-mb 2000] [--watermark-mb 512] [--transient]
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backlog-mb", type=int, default=2000)
     parser.add_argument("--watermark-mb", type=int, default=512)
+    parser.add_argument(
+        "--transient",
+        action="store_true",
+        help="transient messages into a non-durable queue (paged as pages of the store)",
+    )
     args = parser.parse_args()
     count = args.backlog_mb * MB // MESSAGE_BYTES
     watermark = args.watermark_mb * MB
@@ -72,8 +78,8 @@ def main() -> None:
 
             conn.add_on_connection_blocked_callback(on_blocked)
             ch = conn.channel()
-            ch.queue_declare("backlog", durable=True)
-            props = pika.BasicProperties(delivery_mode=2)
+            ch.queue_declare("backlog", durable=not args.transient)
+            props = pika.BasicProperties(delivery_mode=1 if args.transient else 2)
             filler = b"x" * (MESSAGE_BYTES - 8)
             started = time.monotonic()
             for i in range(count):
@@ -100,6 +106,7 @@ def main() -> None:
             sampler.join()
             broker.stop()
     result = {
+        "messages_kind": "transient" if args.transient else "persistent",
         "backlog_mb": args.backlog_mb,
         "messages": count,
         "watermark_mb": args.watermark_mb,

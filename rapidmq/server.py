@@ -42,6 +42,7 @@ import anyio.abc
 from rapidmq.auth.users import UserStore
 from rapidmq.config import Settings
 from rapidmq.core.alarms import (
+    AlarmEvent,
     AlarmSet,
     ResourceAlarms,
     format_size,
@@ -74,6 +75,9 @@ log = logging.getLogger("rapidmq")
 SHUTDOWN_GRACE_S = 5.0
 #: At most this often, the key ranges of dropped queues are compacted away.
 COMPACT_EVERY_S = 30.0
+#: A store error is retried after this wait, doubled each time up to the maximum.
+STORAGE_RETRY_S = 0.1
+STORAGE_RETRY_MAX_S = 5.0
 #: How often the core's timers (message TTL, queue expiry) are checked.
 TICK_S = 0.05
 #: How often memory and disk are sampled.  A publisher on loopback can send
@@ -191,33 +195,73 @@ class Server:
         """The group commit: commit, sync in a worker thread, report the durable batch.
 
         It sleeps on an event while nothing is written, so an idle broker pays nothing.
+        A store error (disk full, I/O error) does not stop the broker: it sets the
+        storage alarm, which blocks publishers, holds every confirm not yet synced and
+        retries with backoff; a retry that writes and syncs clears the alarm.  RocksDB
+        consumes a batch it refuses, so the writes of a refused batch are gone from the
+        store (the messages stay in memory): publishes from that batch on are never
+        confirmed by this process, and the alarm stays on until a restart.
         """
         persist = self.broker.persistence
         if persist is None:
             return
         store = persist.store
+        alarms = self.alarms
         written = anyio.Event()
 
         def wakeup() -> None:
             written.set()
 
+        def tell_publishers(events: list[AlarmEvent]) -> None:
+            if events:
+                active = alarms.active
+                for handler in list(self._blockable):
+                    handler.set_resource_alarms(active)
+
         persist.wakeup = wakeup
         next_compaction = 0.0
+        retry_s = 0.0  # 0 while the store works; else the wait before the next retry
+        lost_batch: int | None = None  # the first batch whose writes the store refused
         if persist.pending:
             written.set()
         try:
             while True:
-                await written.wait()
+                if retry_s:
+                    await anyio.sleep(retry_s)
+                else:
+                    await written.wait()
                 written = anyio.Event()  # writes from here on wake the next round
-                persist.commit()
-                durable = await anyio.to_thread.run_sync(store.sync)
-                persist.durable(durable)
-                now = time.monotonic()
-                if getattr(store, "compaction_pending", False) and now >= next_compaction:
-                    # Deleted and purged queues leave key ranges that RocksDB's own
-                    # background compaction reaches late; reclaim them, off the loop.
-                    next_compaction = now + COMPACT_EVERY_S
-                    await anyio.to_thread.run_sync(store.compact)  # type: ignore[attr-defined]
+                writing = persist.batch
+                try:
+                    persist.commit()
+                except StorageError as err:
+                    if lost_batch is None:
+                        lost_batch = writing
+                        log.error("%s; publishes from now on are not confirmed", err)
+                    tell_publishers(alarms.storage_failed(str(err)))
+                    retry_s = min(max(retry_s * 2, STORAGE_RETRY_S), STORAGE_RETRY_MAX_S)
+                    continue
+                try:
+                    durable = await anyio.to_thread.run_sync(store.sync)
+                    now = time.monotonic()
+                    if getattr(store, "compaction_pending", False) and now >= next_compaction:
+                        # Deleted and purged queues leave key ranges that RocksDB's own
+                        # background compaction reaches late; reclaim them, off the loop.
+                        next_compaction = now + COMPACT_EVERY_S
+                        await anyio.to_thread.run_sync(store.compact)  # type: ignore[attr-defined]
+                except StorageError as err:
+                    if not alarms.storage:
+                        log.error("%s; confirms wait for the store", err)
+                    tell_publishers(alarms.storage_failed(str(err)))
+                    retry_s = min(max(retry_s * 2, STORAGE_RETRY_S), STORAGE_RETRY_MAX_S)
+                    continue
+                # Never confirm from a refused batch on: its writes are not in the store.
+                persist.durable(durable if lost_batch is None else min(durable, lost_batch - 1))
+                if lost_batch is None:
+                    retry_s = 0.0
+                    if alarms.storage:
+                        log.info("storage alarm cleared: the store writes and syncs again")
+                        tell_publishers(alarms.storage_recovered())
         finally:
             persist.wakeup = None
 
@@ -238,7 +282,15 @@ class Server:
                 disk_free_bytes=_disk_free_bytes(self.settings.data_dir),
             )
             persist = self.broker.persistence
-            paged = alarms.paging and paging_store and persist is not None and persist.page_out()
+            try:
+                paged = (
+                    alarms.paging and paging_store and persist is not None and persist.page_out()
+                )
+            except StorageError as err:
+                # A full disk refuses the page writes: keep the bodies in memory, and
+                # let the disk and storage alarms block the publishers.
+                log.warning("paging out message bodies failed: %s", err)
+                paged = False
             now = time.monotonic()
             # glibc keeps freed heap (paged or drained bodies) until asked to return it.
             if paged or (alarms.memory and now - trimmed_at >= TRIM_S):
@@ -318,12 +370,15 @@ class Server:
     def _close_storage(self) -> None:
         metadata, messages = self.metadata, self.messages
         self.metadata = self.messages = None
-        try:
-            if messages is not None:
-                messages.close()
-        finally:
-            if metadata is not None:
-                metadata.close()
+        for store in (messages, metadata):
+            if store is None:
+                continue
+            try:
+                store.close()
+            except StorageError as err:
+                # After a refused write RocksDB refuses the final flush too; what was
+                # synced is safe, and the next start recovers it.
+                log.warning("closing the store: %s", err)
 
     async def start(self) -> None:
         """Open the stores, then bind every configured listener.

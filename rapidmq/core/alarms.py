@@ -19,9 +19,15 @@ protocol state machines.
   of it.
 * **Paging** (:attr:`ResourceAlarms.paging`) starts earlier, at
   :data:`PAGING_RATIO` of the watermark (RabbitMQ's
-  ``vm_memory_high_watermark_paging_ratio``): bodies of persistent messages
-  already in the message store are then dropped from memory and read back
+  ``vm_memory_high_watermark_paging_ratio``): message bodies beyond the head
+  of each queue are then dropped from memory (persistent ones are already in
+  the message store, others are written to its page space first) and read back
   when they reach the head of their queue.
+
+* The **storage alarm** is set by the flusher when the message store refuses a
+  write or a sync (:meth:`ResourceAlarms.storage_failed`) and cleared when a
+  retry succeeds (:meth:`ResourceAlarms.storage_recovered`).  It is a fact
+  reported from outside, not a sampled figure, so it has no hysteresis.
 
 While any alarm is set, publishers are blocked (AMQP ``connection.blocked``,
 no more reading from their sockets); consumers keep going, which is what lets
@@ -160,8 +166,8 @@ def format_size(size_bytes: int) -> str:
 class AlarmSet:
     """A resource alarm went off: ``used`` crossed ``limit`` (bytes)."""
 
-    resource: str  # "memory" or "disk"
-    used: int  # memory in use, or disk space free
+    resource: str  # "memory", "disk" or "storage"
+    used: int  # memory in use, or disk space free (0 for "storage")
     limit: int
 
 
@@ -189,12 +195,15 @@ class ResourceAlarms:
         self.memory = False
         self.disk = False
         self.paging = False
+        self.storage = False
+        self.storage_error = ""  # the last store error while the storage alarm is on
         self.set_count = 0
 
     @property
     def active(self) -> tuple[str, ...]:
         """The alarms that are on, in a fixed order."""
-        return tuple(name for name, on in (("memory", self.memory), ("disk", self.disk)) if on)
+        flags = (("memory", self.memory), ("disk", self.disk), ("storage", self.storage))
+        return tuple(name for name, on in flags if on)
 
     def update(self, *, memory_used_bytes: int, disk_free_bytes: int | None) -> list[AlarmEvent]:
         """Take one sample; ``disk_free_bytes`` is None when it could not be read.
@@ -223,6 +232,31 @@ class ResourceAlarms:
                 events.append(AlarmCleared("disk", disk_free_bytes, floor))
         self.set_count += sum(isinstance(event, AlarmSet) for event in events)
         return events
+
+    def storage_failed(self, detail: str) -> list[AlarmEvent]:
+        """The message store refused a write or a sync; ``detail`` is its one-line error.
+
+        Returns:
+            ``[AlarmSet("storage", 0, 0)]`` if the alarm was off, else ``[]``.
+        """
+        self.storage_error = detail
+        if self.storage:
+            return []
+        self.storage = True
+        self.set_count += 1
+        return [AlarmSet("storage", 0, 0)]
+
+    def storage_recovered(self) -> list[AlarmEvent]:
+        """A write and sync succeeded again.
+
+        Returns:
+            ``[AlarmCleared("storage", 0, 0)]`` if the alarm was on, else ``[]``.
+        """
+        if not self.storage:
+            return []
+        self.storage = False
+        self.storage_error = ""
+        return [AlarmCleared("storage", 0, 0)]
 
     def statistics(self) -> dict[str, Any]:
         return {

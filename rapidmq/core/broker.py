@@ -243,10 +243,9 @@ class Broker:
                 counts["dropped"] += 1
                 continue
             try:
-                message = persist.codec.decode(stored.data)
+                queue.recover(stored.data, stored.seq, delivered=stored.delivered)
             except ValueError as err:
                 raise unreadable("message", (*stored.queue, str(stored.seq)), err) from None
-            queue.recover(message, stored.seq, len(stored.data), delivered=stored.delivered)
             counts["messages"] += 1
         for key in gone:
             log.warning("stored messages of %s dropped: the queue is gone", key)

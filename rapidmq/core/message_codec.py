@@ -3,8 +3,13 @@
 Layout (big-endian)::
 
     version:u8  flags:u8  len(exchange):u16  len(routing_key):u16
-    len(properties):u32  len(body):u32  len(annotations):u32
+    len(properties):u32  len(body):u32  len(annotations):u32  published_at:f64
     exchange  routing_key  properties  body  annotations
+
+``published_at`` (version 2) is the wall-clock time of the publish in seconds,
+so a recovered message's TTL counts from its publish, not from the restart.
+Version 1 records (without it) are still read; their TTL counts from the
+restart.  Each record carries its version, so the data dir format is unchanged.
 
 ``properties`` are the AMQP 0-9-1 property flags and values, encoded by the
 functions the server injects (the core imports no protocol), and reused from
@@ -25,8 +30,9 @@ from rapidmq.core.message import Message, Properties
 
 __all__ = ["MessageCodec"]
 
-_VERSION = 1
-_HEADER = struct.Struct(">BBHHIII")
+_VERSION = 2
+_HEADER_V1 = struct.Struct(">BBHHIII")
+_HEADER = struct.Struct(">BBHHIIId")
 _HAS_ANNOTATIONS = 0x01
 _UNSTORED_ANNOTATIONS = frozenset({"published_at"})
 
@@ -34,7 +40,7 @@ _UNSTORED_ANNOTATIONS = frozenset({"published_at"})
 class MessageCodec:
     """Turns a :class:`Message` into the bytes a ``MessageStore`` keeps, and back."""
 
-    __slots__ = ("_decode_properties", "_encode_properties")
+    __slots__ = ("_decode_properties", "_encode_properties", "_last_names", "_last_props")
 
     def __init__(
         self,
@@ -43,9 +49,17 @@ class MessageCodec:
     ) -> None:
         self._encode_properties = encode_properties
         self._decode_properties = decode_properties
+        # Recovery decodes runs of messages alike: the last properties and names are
+        # shared with the next message that has the same bytes (a recovered queue of a
+        # million messages then holds one Properties, not a million).
+        self._last_props: tuple[bytes, Properties] | None = None
+        self._last_names: tuple[bytes, int, str, str] = (b"", 0, "", "")
 
-    def encode(self, message: Message) -> bytes:
-        """The stored form of ``message``."""
+    def encode(self, message: Message, published_at_s: float = 0.0) -> bytes:
+        """The stored form of ``message``, published at wall-clock ``published_at_s``.
+
+        ``published_at_s`` is seconds since the epoch; 0 means unknown.
+        """
         props = message.encoded_properties
         if props is None:
             # The same cache the AMQP front end fills: computing it once is idempotent.
@@ -66,6 +80,7 @@ class MessageCodec:
                     len(props),
                     len(body),
                     len(extra),
+                    published_at_s,
                 ),
                 exchange,
                 routing_key,
@@ -81,33 +96,66 @@ class MessageCodec:
         Raises:
             ValueError: ``data`` is not a stored message of a known version.
         """
+        return self.decode_record(data)[0]
+
+    def decode_record(
+        self, data: bytes, *, with_body: bool = True
+    ) -> tuple[Message, float | None, int]:
+        """The message stored as ``data``, its publish time and its body size.
+
+        Args:
+            with_body: False leaves the body out (``b""``): recovery of a long queue.
+
+        Returns:
+            The message, the wall-clock publish time in seconds (None if not
+            stored), and the size of the body in bytes.
+
+        Raises:
+            ValueError: ``data`` is not a stored message of a known version.
+        """
         try:
-            version, flags, n_exchange, n_key, n_props, n_body, n_extra = _HEADER.unpack_from(
-                data, 0
-            )
-        except struct.error as exc:
+            version = data[0]
+            if version == _VERSION:
+                header = _HEADER
+            elif version == 1:
+                header = _HEADER_V1
+            else:
+                raise ValueError(f"stored message of unknown version {version}")
+            fields = header.unpack_from(data, 0)
+        except (struct.error, IndexError) as exc:
             raise ValueError(f"truncated stored message: {exc}") from None
-        if version != _VERSION:
-            raise ValueError(f"stored message of unknown version {version}")
-        offset = _HEADER.size
+        flags, n_exchange, n_key, n_props, n_body, n_extra = fields[1:7]
+        published_at = fields[7] if version == _VERSION and fields[7] > 0 else None
+        offset = header.size
         end = offset + n_exchange + n_key + n_props + n_body + n_extra
         if end != len(data):
             raise ValueError(f"stored message of {len(data)} bytes, its header says {end}")
         view = memoryview(data)
-        exchange = bytes(view[offset : offset + n_exchange]).decode()
-        offset += n_exchange
-        routing_key = bytes(view[offset : offset + n_key]).decode()
-        offset += n_key
+        names_end = offset + n_exchange + n_key
+        raw_names = bytes(view[offset:names_end])
+        last_names = self._last_names
+        if raw_names == last_names[0] and n_exchange == last_names[1]:
+            exchange, routing_key = last_names[2], last_names[3]
+        else:
+            exchange = raw_names[:n_exchange].decode()
+            routing_key = raw_names[n_exchange:].decode()
+            self._last_names = (raw_names, n_exchange, exchange, routing_key)
+        offset = names_end
         props = bytes(view[offset : offset + n_props])
         offset += n_props
-        body = bytes(view[offset : offset + n_body])
+        last_props = self._last_props
+        if last_props is not None and last_props[0] == props:
+            props, properties = last_props
+        else:
+            properties = self._decode_properties(props)
+            self._last_props = (props, properties)
+        body = bytes(view[offset : offset + n_body]) if with_body else b""
         offset += n_body
         annotations = None
         if flags & _HAS_ANNOTATIONS:
             annotations = _decode_annotations(bytes(view[offset : offset + n_extra]))
-        return Message(
-            exchange, routing_key, body, self._decode_properties(props), props, annotations
-        )
+        message = Message(exchange, routing_key, body, properties, props, annotations)
+        return message, published_at, n_body
 
 
 def _encode_annotations(annotations: Any) -> bytes | None:

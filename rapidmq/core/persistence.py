@@ -14,11 +14,15 @@ That is the group commit of ARCHITECTURE.md §4: front ends hold a confirm until
 :attr:`durable_batch` reaches the batch its publish went into, and register with
 :meth:`when_durable` to hear about it.
 
-Paging: durable queues that store messages register here (:attr:`queues`).
-When memory runs short the server calls :meth:`page_out`, which commits the
-current batch (so every stored message can be read back) and asks each queue
-to drop the bodies of its stored ready messages; a queue reads them back with
-:meth:`read_body` as they reach its head.
+Paging: when memory runs short the server calls :meth:`page_out`, which
+commits the current batch (so every stored message can be read back) and asks
+each queue (:attr:`queues`) to drop the bodies of its ready messages behind a
+head window.  A stored message's body is read back from its stored record
+(:meth:`read_body`); any other body -- a transient message, or any message of a
+non-durable queue -- is first written as a *page* (:meth:`page`, in the same
+batch, never synced for its own sake and never recovered), read back with
+:meth:`read_page` and deleted then.  Only a store that keeps pages out of memory
+(``keeps_pages``: RocksDB) pages those; the memory store pages nothing.
 
 The core does no I/O and imports no protocol: the codec (AMQP property
 encoding) is injected by the server.
@@ -27,6 +31,7 @@ encoding) is injected by the server.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +48,10 @@ log = logging.getLogger("rapidmq.core")
 
 QueueKey = tuple[str, str]
 
+#: Pages are committed (unsynced) every this many bytes while paging out, so the
+#: store's batch never holds much of what paging frees.
+PAGE_COMMIT_BYTES = 4 << 20
+
 
 class Persistence:
     """The broker's side of a message store: batches, the codec and durability waiters."""
@@ -50,6 +59,7 @@ class Persistence:
     __slots__ = (
         "_last_data",
         "_last_message",
+        "_page_bytes",
         "_waiters",
         "adds",
         "codec",
@@ -57,10 +67,12 @@ class Persistence:
         "durable_batch",
         "paged_in",
         "paged_out",
+        "pages",
         "pending",
         "queues",
         "store",
         "wakeup",
+        "wall_clock",
     )
 
     def __init__(self, store: MessageStore, codec: MessageCodec) -> None:
@@ -76,9 +88,14 @@ class Persistence:
         # so its id cannot be reused by another message).
         self._last_message: Message | None = None
         self._last_data = b""
-        self.queues: dict[QueueKey, Queue] = {}  # queues holding stored messages: paging
+        # Queues that page: those holding stored messages, or every queue when the
+        # store keeps pages out of memory.
+        self.queues: dict[QueueKey, Queue] = {}
+        self.pages = store.keeps_pages
         self.paged_out = 0  # bodies dropped from memory so far
         self.paged_in = 0  # bodies read back
+        self._page_bytes = 0  # page bytes in the current batch
+        self.wall_clock: Callable[[], float] = time.time  # publish times of stored messages
 
     @property
     def batch(self) -> int:
@@ -99,7 +116,7 @@ class Persistence:
         if message is self._last_message:
             data = self._last_data
         else:
-            data = self.codec.encode(message)
+            data = self.codec.encode(message, self.wall_clock())
             self._last_message, self._last_data = message, data
         self.store.add(queue, seq, data)
         self.adds += 1
@@ -124,19 +141,23 @@ class Persistence:
     # -- paging ------------------------------------------------------------------------------
 
     def page_out(self) -> int:
-        """Drop from memory the bodies of stored ready messages; returns the bytes dropped.
+        """Drop from memory the bodies of ready messages behind the heads; returns the bytes.
 
         The current batch is committed first (unsynced, as the flusher would), so
-        every stored message can be read back.
+        every stored message can be read back, and again after, so every page can.
         """
         if self.pending:
             self.commit()
         dropped = 0
+        pages = self.pages
         for key, queue in list(self.queues.items()):
-            if queue.deleted or not queue.persistent_count:
-                del self.queues[key]
+            if queue.deleted or not (queue.persistent_count or pages):
+                if self.queues.get(key) is queue:
+                    del self.queues[key]
                 continue
             dropped += queue.page_out()
+        if self.pending:
+            self.commit()
         return dropped
 
     def read_body(self, queue: QueueKey, seq: int) -> bytes:
@@ -144,11 +165,38 @@ class Persistence:
         self.paged_in += 1
         return self.codec.decode(self.store.read(queue, seq)).body
 
+    def page(self, queue: QueueKey, seq: int, body: bytes) -> None:
+        """Keep the body of a message that is not stored out of memory."""
+        self.store.page(queue, seq, body)
+        self._touch()
+        self._page_bytes += len(body)
+        if self._page_bytes >= PAGE_COMMIT_BYTES:
+            self.commit()
+
+    def read_page(self, queue: QueueKey, seq: int) -> bytes:
+        """Read back (and delete) a body kept by :meth:`page`."""
+        self.paged_in += 1
+        body = self.store.read_page(queue, seq)
+        self.store.unpage(queue, seq)
+        self._touch()
+        return body
+
+    def unpage(self, queue: QueueKey, seq: int) -> None:
+        """A paged message left its queue unread (dropped or expired)."""
+        self.store.unpage(queue, seq)
+        self._touch()
+
+    def drop_pages(self, queue: QueueKey) -> None:
+        """Every page of a purged or deleted queue goes."""
+        self.store.drop_pages(queue)
+        self._touch()
+
     # -- group commit ----------------------------------------------------------------------
 
     def commit(self) -> int:
         """Write the current batch unsynced; returns the last batch number written."""
         self.pending = False
+        self._page_bytes = 0
         self._last_message, self._last_data = None, b""
         self.committed = self.store.commit()
         return self.committed

@@ -17,14 +17,18 @@ its stored size, 0 when it is not stored.  Every path that takes an entry away
 for good (ack, no-ack delivery, drop, expiry, dead-lettering, purge, delete)
 removes it; a delivery to a consumer that must ack marks it delivered.
 
-Paging (when the server finds memory short): a plain FIFO durable queue --
-no priorities, no length limits, and only entries without a TTL, so that no
-path but delivery ever takes a paged entry off the queue -- replaces the
-message of each stored ready entry behind its head with a :class:`PagedOut`
-copy without the body.  ``ready_bytes`` stays the sum of the bodies: paged
-bodies are counted in ``paged_bytes``.  Delivery reads bodies back, a batch
-of :data:`PAGE_IN_BATCH` entries at a time, before they leave the head; the
-fast paths test one counter (``_paged``) and pay nothing else.
+Paging (when the server finds memory short): every queue replaces the
+message of each ready entry behind the head window of each priority level
+(:data:`PAGE_IN_BATCH` entries) with a :class:`PagedOut` copy without the
+body.  A stored entry's body is read back from its stored record; any other
+body is first written as a page of the store (:class:`PagedTransient`).
+``ready_bytes`` is the sum of the bodies in memory; paged bodies are counted
+in ``paged_bytes`` (length limits count both).  Delivery reads bodies back, a
+batch at a time, before they leave the head of their level; an entry dropped
+at the head (expired, or over a length limit) is read back only when it is
+dead-lettered, otherwise its page is just deleted.  Recovery restores entries
+beyond the head window already paged.  The fast paths test one counter
+(``_paged``) and pay nothing else.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
     from rapidmq.core.persistence import Persistence
     from rapidmq.core.vhost import VirtualHost
 
-__all__ = ["PAGE_IN_BATCH", "Entry", "PagedOut", "Queue"]
+__all__ = ["PAGE_IN_BATCH", "Entry", "PagedOut", "PagedTransient", "Queue"]
 
 #: Entries read back at once when a paged entry reaches the head; paging leaves
 #: this many at the head in memory.
@@ -53,6 +57,27 @@ PAGE_IN_BATCH = 64
 
 class PagedOut(Message):
     """A stored message whose body was dropped from memory (the body is ``b""``)."""
+
+    __slots__ = ("body_size",)
+
+    body_size: int
+
+    @classmethod
+    def of(cls, message: Message, body_size: int) -> PagedOut:
+        paged = cls(
+            message.exchange,
+            message.routing_key,
+            b"",
+            message.properties,
+            message.encoded_properties,
+            message.annotations,
+        )
+        paged.body_size = body_size
+        return paged
+
+
+class PagedTransient(PagedOut):
+    """A message that is not stored, whose body is kept as a page of the store."""
 
     __slots__ = ()
 
@@ -128,6 +153,9 @@ class Queue:
         self._seq = 0
         self._persist: Persistence | None = vhost.persistence if durable else None
         self.key = (vhost.name, name)  # the message store's name for this queue
+        self._pager = pager = vhost.persistence
+        if pager is not None and pager.pages:
+            pager.queues[self.key] = self  # any queue may page its bodies
         self.persistent_count = 0  # stored messages, ready and unacked
         self.persistent_bytes = 0
         self._paged = 0  # ready entries whose body is paged out
@@ -254,7 +282,10 @@ class Queue:
         if max_length is not None and self.ready_count + 1 > max_length:
             return True
         max_bytes = self._max_bytes
-        return max_bytes is not None and self.ready_bytes + len(message.body) > max_bytes
+        return (
+            max_bytes is not None
+            and self.ready_bytes + self.paged_bytes + len(message.body) > max_bytes
+        )
 
     def _drop_over_limit(self) -> None:
         if self._overflow != "drop-head":
@@ -263,8 +294,12 @@ class Queue:
         max_bytes = self._max_bytes
         while self.ready_count and (
             (max_length is not None and self.ready_count > max_length)
-            or (max_bytes is not None and self.ready_bytes > max_bytes)
+            or (max_bytes is not None and self.ready_bytes + self.paged_bytes > max_bytes)
         ):
+            if self._paged:
+                head = self._next_level()[0]
+                if isinstance(head.message, PagedOut):
+                    self._settle_page(head, read=self.settings.dead_letter_exchange is not None)
             entry = self._pop()
             if entry.stored:
                 self._unstore(entry)
@@ -276,7 +311,10 @@ class Queue:
                 expires_at = level[0].expires_at
                 if expires_at is None or expires_at > now:
                     break
-                entry = level.popleft()
+                entry = level[0]
+                if isinstance(entry.message, PagedOut):
+                    self._settle_page(entry, read=self.settings.dead_letter_exchange is not None)
+                level.popleft()
                 self.ready_count -= 1
                 self.ready_bytes -= len(entry.message.body)
                 self.expired += 1
@@ -344,7 +382,7 @@ class Queue:
             if consumer is None:
                 break
             if self._paged:
-                self._page_in_head()
+                self._page_in(self._next_level())
             self._deliver(consumer, self._pop())
             if timed:
                 self._drop_expired(now)
@@ -359,7 +397,7 @@ class Queue:
             return None
         self.delivered += 1
         if self._paged:
-            self._page_in_head()
+            self._page_in(self._next_level())
         entry = self._pop()
         if entry.stored:
             if no_ack:
@@ -430,14 +468,28 @@ class Queue:
             level.clear()
         self.ready_count = 0
         self.ready_bytes = 0
+        if self._paged and self._pager is not None:
+            self._pager.drop_pages(self.key)
         self._paged = self.paged_bytes = 0
         return count
 
-    def recover(self, message: Message, seq: int, size: int, *, delivered: bool) -> None:
+    def recover(self, data: bytes, seq: int, *, delivered: bool) -> None:
         """Put back one stored message at start-up (in seq order), writing nothing.
 
-        TTLs count again from now: the store keeps no publish time.
+        Beyond the head window of its priority level the message comes back
+        without its body (paged), so a long queue does not fill memory.  Its TTL
+        counts from its publish when the record holds the publish time.
+
+        Raises:
+            ValueError: ``data`` is not a stored message.
         """
+        persist = self._persist
+        assert persist is not None
+        codec = persist.codec
+        message, published_at, body_size = codec.decode_record(data, with_body=False)
+        paged = body_size > 0 and len(self._level_of_message(message)) >= PAGE_IN_BATCH
+        if not paged:
+            message = codec.decode(data)
         self._seq = max(self._seq, seq)
         ttl_ms = self._ttl_ms
         expiration = message.properties.expiration
@@ -451,47 +503,97 @@ class Queue:
         expires_at = None
         if ttl_ms is not None:
             expires_at = self._clock() + ttl_ms / 1000.0
+            if published_at is not None:
+                expires_at -= max(0.0, persist.wall_clock() - published_at)
             self._timed = True
             self.vhost.watch(self)
+        if paged:
+            message = PagedOut.of(message, body_size)
+            self._paged += 1
+            self.paged_bytes += body_size
         entry = Entry(message, seq, expires_at, None)
         entry.redelivered = delivered
-        entry.stored = size
-        if not self.persistent_count and self._persist is not None:
-            self._persist.queues[self.key] = self
+        entry.stored = len(data)
+        if not self.persistent_count:
+            persist.queues[self.key] = self
         self.persistent_count += 1
-        self.persistent_bytes += size
+        self.persistent_bytes += len(data)
         self._push(entry)
 
     # -- paging -------------------------------------------------------------
 
     def page_out(self) -> int:
-        """Drop the bodies of stored ready messages behind the head; returns the bytes.
+        """Drop the bodies of ready messages behind the head windows; returns the bytes.
 
         Only new entries are looked at each time (those after the last call), so
-        a long queue is walked once.  The caller has committed the store's batch.
+        a long queue is walked once.  The caller has committed the store's batch,
+        and commits the pages written here.
         """
-        persist = self._persist
-        if persist is None or self._max_priority or self._limited or self.deleted:
+        pager = self._pager
+        if pager is None or self.deleted:
             return 0
-        level = self._fifo
+        pages = pager.pages
+        key = self.key
         upto = self._paged_upto
-        if level:
-            self._paged_upto = max(upto, level[-1].seq)
+        self._paged_upto = self._seq
         keep = PAGE_IN_BATCH
-        count = 0
         paged = 0
         dropped = 0
-        for entry in reversed(level):
-            if entry.seq <= upto or len(level) - count <= keep:
-                break
-            count += 1
-            message = entry.message
-            if not entry.stored or entry.expires_at is not None or type(message) is PagedOut:
-                continue
-            size = len(message.body)
-            if not size:
-                continue
-            entry.message = PagedOut(
+        for level in self._levels:
+            length = len(level)
+            count = 0
+            for entry in reversed(level):
+                if entry.seq <= upto or length - count <= keep:
+                    break
+                count += 1
+                message = entry.message
+                if isinstance(message, PagedOut):
+                    continue
+                size = len(message.body)
+                if not size:
+                    continue
+                if entry.stored:
+                    entry.message = PagedOut.of(message, size)
+                elif pages:
+                    pager.page(key, entry.seq, message.body)
+                    entry.message = PagedTransient.of(message, size)
+                else:
+                    continue
+                paged += 1
+                dropped += size
+        self.ready_bytes -= dropped
+        self.paged_bytes += dropped
+        self._paged += paged
+        pager.paged_out += paged
+        return dropped
+
+    def _next_level(self) -> deque[Entry]:
+        """The level the next :meth:`_pop` takes from (the queue has ready messages)."""
+        if self._max_priority:
+            for level in reversed(self._levels):
+                if level:
+                    return level
+        return self._fifo
+
+    def _level_of_message(self, message: Message) -> deque[Entry]:
+        if not self._max_priority:
+            return self._fifo
+        priority = message.properties.priority or 0
+        return self._levels[min(priority, self._max_priority)]
+
+    def _settle_page(self, entry: Entry, *, read: bool) -> None:
+        """Bring a paged entry's body back (``read``), or just forget its page."""
+        message = entry.message
+        assert isinstance(message, PagedOut)
+        pager = self._pager
+        assert pager is not None
+        self._paged -= 1
+        self.paged_bytes -= message.body_size
+        transient = type(message) is PagedTransient
+        if not read:
+            if transient:
+                pager.unpage(self.key, entry.seq)
+            entry.message = Message(
                 message.exchange,
                 message.routing_key,
                 b"",
@@ -499,37 +601,30 @@ class Queue:
                 message.encoded_properties,
                 message.annotations,
             )
-            paged += 1
-            self.ready_bytes -= size
-            self.paged_bytes += size
-            dropped += size
-        self._paged += paged
-        persist.paged_out += paged
-        return dropped
+            return
+        if transient:
+            body = pager.read_page(self.key, entry.seq)
+        else:
+            body = pager.read_body(self.key, entry.seq)
+        entry.message = Message(
+            message.exchange,
+            message.routing_key,
+            body,
+            message.properties,
+            message.encoded_properties,
+            message.annotations,
+        )
+        self.ready_bytes += len(body)
 
-    def _page_in_head(self) -> None:
-        """Read back the paged bodies of the next ``PAGE_IN_BATCH`` ready entries."""
-        persist = self._persist
-        assert persist is not None
-        key = self.key
-        for i, entry in enumerate(self._fifo):
+    def _page_in(self, level: deque[Entry]) -> None:
+        """Once the head of ``level`` is paged, read back the next ``PAGE_IN_BATCH`` bodies."""
+        if not isinstance(level[0].message, PagedOut):
+            return  # still inside the window read back last time: one test per delivery
+        for i, entry in enumerate(level):
             if i >= PAGE_IN_BATCH or not self._paged:
                 break
-            message = entry.message
-            if type(message) is not PagedOut:
-                continue
-            body = persist.read_body(key, entry.seq)
-            entry.message = Message(
-                message.exchange,
-                message.routing_key,
-                body,
-                message.properties,
-                message.encoded_properties,
-                message.annotations,
-            )
-            self._paged -= 1
-            self.ready_bytes += len(body)
-            self.paged_bytes -= len(body)
+            if isinstance(entry.message, PagedOut):
+                self._settle_page(entry, read=True)
 
     # -- consumers ----------------------------------------------------------
 
@@ -609,6 +704,9 @@ class Queue:
         if self._persist is not None and self.persistent_count:
             self._persist.drop_queue(self.key)
             self.persistent_count = self.persistent_bytes = 0
+        pager = self._pager
+        if pager is not None and pager.queues.get(self.key) is self:
+            del pager.queues[self.key]
         self.deleted = True
         consumers = self.consumers
         self.consumers = []

@@ -17,6 +17,11 @@ unsynced, and :meth:`MessageStore.sync` (run in a worker thread: it releases
 the GIL) makes every committed batch durable at once -- the group commit of
 ARCHITECTURE.md §4.  Confirms go out only after the sync that holds them.
 
+**Pages** are bodies of messages that are not stored (transient messages, or
+any message of a non-durable queue) taken out of memory when it runs short.
+They go into the same batches under a separate namespace that is never
+recovered, and are wiped when the store opens.
+
 Opening a store refuses, with :class:`StorageError` and one readable line, a
 data dir of a newer format, a corrupted database, or one locked by another
 broker.
@@ -39,7 +44,9 @@ __all__ = [
     "StoredMessage",
 ]
 
-#: The on-disk format this build writes and reads.
+#: The on-disk format this build writes and reads.  Stored message records carry
+#: their own version (see :mod:`rapidmq.core.message_codec`), and the ``pages``
+#: column family is created when missing, so neither changed it.
 FORMAT_VERSION = 1
 
 #: The kinds of metadata records, and what their keys are.
@@ -119,6 +126,30 @@ class MessageStore(Protocol):
 
     def recover(self) -> Iterator[StoredMessage]:
         """Every stored message, grouped by queue in sequence order."""
+
+    #: True when :meth:`page` takes a body out of memory (RocksDB); the memory
+    #: store keeps pages in memory, so the broker never pages through it.
+    keeps_pages: bool
+
+    def page(self, queue: tuple[str, str], seq: int, body: bytes) -> None:
+        """Keep the body of a message that is not stored, in the current batch (no I/O).
+
+        Pages live apart from stored messages, are never synced for their own
+        sake and never recovered: opening the store wipes them.
+        """
+
+    def read_page(self, queue: tuple[str, str], seq: int) -> bytes:
+        """The body kept by :meth:`page`, once its batch is committed.
+
+        Raises:
+            StorageError: no such page (or the read failed).
+        """
+
+    def unpage(self, queue: tuple[str, str], seq: int) -> None:
+        """Delete one page in the current batch (read back or dropped)."""
+
+    def drop_pages(self, queue: tuple[str, str]) -> None:
+        """Delete every page of a purged or deleted queue in the current batch."""
 
     def statistics(self) -> dict[str, Any]:
         """Bytes on disk (total and per queue), messages, batches, syncs."""

@@ -43,6 +43,8 @@ DB_DIR = "db"
 #: The column families of the database (besides "default", which holds FORMAT_KEY).
 COLUMN_FAMILIES = ("meta", "messages", "delivered")
 FORMAT_KEY = b"format"
+#: The memtable size of the default column family (pages).
+PAGES_WRITE_BUFFER_BYTES = 8 << 20
 
 
 @dataclass(slots=True)
@@ -143,6 +145,10 @@ def _open_rdict(locked: DataDir, *, create: bool) -> rocksdict.Rdict:
     options = _options()
     options.create_if_missing(create)
     options.create_missing_column_families(True)
+    # The default family holds pages, bodies taken out of memory when it runs short:
+    # small memtables, or paging would just move them into RocksDB's memory.
+    options.set_write_buffer_size(PAGES_WRITE_BUFFER_BYTES)
+    options.set_max_write_buffer_number(2)
     families = {name: _options() for name in COLUMN_FAMILIES}
     # Queues delete what they add: compact a file early when deletes crowd it.
     families["messages"].add_compact_on_deletion_collector_factory(1024, 512, 0.5)

@@ -132,13 +132,25 @@ class MemoryMetadataStore:
 class MemoryMessageStore:
     """Persistent messages kept in memory, with the batch semantics of RocksDB."""
 
-    __slots__ = ("_batch", "_committed", "_delivered", "_durable", "_index", "_messages", "_syncs")
+    __slots__ = (
+        "_batch",
+        "_committed",
+        "_delivered",
+        "_durable",
+        "_index",
+        "_messages",
+        "_pages",
+        "_syncs",
+    )
+
+    keeps_pages = False  # pages would stay in memory: the broker does not page through it
 
     def __init__(self) -> None:
         self._index = MessageIndex()
         self._batch: list[Callable[[], None]] = []
         self._messages: dict[Queue, dict[int, bytes]] = {}
         self._delivered: set[tuple[Queue, int]] = set()
+        self._pages: dict[tuple[Queue, int], bytes] = {}
         self._committed = 0
         self._durable = 0
         self._syncs = 0
@@ -218,6 +230,35 @@ class MemoryMessageStore:
                 delivered = (queue, seq) in self._delivered
                 self._index.add(queue, seq, len(messages[seq]), delivered=delivered)
                 yield StoredMessage(queue, seq, messages[seq], delivered)
+
+    def page(self, queue: Queue, seq: int, body: bytes) -> None:
+        """Keep a body in the current batch (in memory: this store frees nothing)."""
+        _check_seq(seq)
+        data = bytes(body)
+        self._batch.append(lambda: self._pages.__setitem__((queue, seq), data))
+
+    def read_page(self, queue: Queue, seq: int) -> bytes:
+        """A committed page."""
+        try:
+            return self._pages[queue, seq]
+        except KeyError:
+            raise StorageError(f"rapidmq: page {seq} of queue {queue} is not kept") from None
+
+    def unpage(self, queue: Queue, seq: int) -> None:
+        """Delete one page in the current batch."""
+
+        def apply() -> None:
+            self._pages.pop((queue, seq), None)
+
+        self._batch.append(apply)
+
+    def drop_pages(self, queue: Queue) -> None:
+        """Delete every page of the queue in the current batch."""
+
+        def apply() -> None:
+            self._pages = {key: body for key, body in self._pages.items() if key[0] != queue}
+
+        self._batch.append(apply)
 
     def statistics(self) -> dict[str, Any]:
         """Messages and bytes (total and per queue), batches, syncs; nothing on disk."""

@@ -3,7 +3,11 @@
 Theory of operation.  One database under ``DATA_DIR/db`` holds four column
 families:
 
-- ``default``: the key ``format``, holding :data:`FORMAT_VERSION` in ASCII;
+- ``default``: the key ``format``, holding :data:`FORMAT_VERSION` in ASCII, and
+  pages: :data:`PAGE_PREFIX` + the message key, the bodies of messages that
+  are not stored, paged out of memory.  Nothing there needs to survive a stop:
+  they are wiped when the store opens and never recovered (an older build
+  ignores them);
 - ``meta``: metadata records, key ``encode_key((kind, *key))``, value tagged JSON;
 - ``messages``: key ``encode_key((vhost, queue)) + seq`` (8 bytes, big-endian),
   so one queue's messages are contiguous and in order; value the message data;
@@ -50,11 +54,14 @@ from rapidmq.storage.records import (
     record_key,
 )
 
-__all__ = ["RocksMessageStore", "RocksMetadataStore", "open_rocksdb"]
+__all__ = ["PAGE_PREFIX", "RocksMessageStore", "RocksMetadataStore", "open_rocksdb"]
 
 Queue = tuple[str, str]
 
 _SEQ_BYTES = 8
+#: Pages sort apart from the ``format`` key of the default column family.
+PAGE_PREFIX = b"pages/"
+_PAGES_END = b"pages0"
 
 
 class _Database:
@@ -224,6 +231,7 @@ class RocksMessageStore:
         "_index",
         "_messages",
         "_no_sync",
+        "_pages",
         "_prefixes",
         "_syncs",
     )
@@ -232,9 +240,17 @@ class RocksMessageStore:
         self._database = database
         self._messages = database.handles["messages"]
         self._delivered = database.handles["delivered"]
+        self._pages = database.db.get_column_family_handle("default")
         self._batch = rocksdict.WriteBatch(raw_mode=True)
         self._no_sync = rocksdict.WriteOptions()
         self._no_sync.sync = False
+        # Pages of the last run are garbage.
+        wipe = rocksdict.WriteBatch(raw_mode=True)
+        wipe.delete_range(PAGE_PREFIX, _PAGES_END, self._pages)
+        try:
+            database.db.write(wipe, self._no_sync)
+        except Exception as exc:
+            raise database.write_failed(exc) from None
         self._index = MessageIndex()
         self._prefixes: dict[Queue, bytes] = {}
         self._dropped: list[bytes] = []
@@ -283,6 +299,38 @@ class RocksMessageStore:
         self._batch.delete_range(prefix, end, self._messages)
         self._batch.delete_range(prefix, end, self._delivered)
         self._dropped.append(prefix)
+
+    keeps_pages = True
+
+    def page(self, queue: Queue, seq: int, body: bytes) -> None:
+        """Keep the body of a message that is not stored, in the current batch (no I/O)."""
+        self._batch.put(PAGE_PREFIX + self._key(queue, seq), bytes(body), self._pages)
+
+    def read_page(self, queue: Queue, seq: int) -> bytes:
+        """A page of a committed batch.
+
+        Raises:
+            StorageError: no such page, or the read failed.
+        """
+        try:
+            self._database.family("messages")  # raises once the store is closed
+            data = self._database.db.get(PAGE_PREFIX + self._key(queue, seq))
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._database.corrupted(exc) from None
+        if not isinstance(data, bytes):
+            raise StorageError(f"rapidmq: page {seq} of queue {queue} is not kept")
+        return data
+
+    def unpage(self, queue: Queue, seq: int) -> None:
+        """Delete one page in the current batch."""
+        self._batch.delete(PAGE_PREFIX + self._key(queue, seq), self._pages)
+
+    def drop_pages(self, queue: Queue) -> None:
+        """Delete every page of the queue in the current batch."""
+        prefix = PAGE_PREFIX + (self._prefixes.get(queue) or encode_key(queue))
+        self._batch.delete_range(prefix, prefix_end(prefix), self._pages)
 
     def commit(self) -> int:
         """Write the current batch unsynced; returns its number (the last one's if empty).
@@ -400,7 +448,7 @@ class RocksMessageStore:
         finally:
             self._closed = True
             # Handles keep RocksDB open: drop them before the last release closes it.
-            del self._messages, self._delivered
+            del self._messages, self._delivered, self._pages
             self._batch = rocksdict.WriteBatch(raw_mode=True)
             self._database.release()
 

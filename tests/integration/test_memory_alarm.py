@@ -167,13 +167,13 @@ def test_persistent_backlog_of_twice_the_memory_budget_is_blocked_paged_and_all_
     assert any("memory alarm cleared" in line for line in broker.output)
 
 
-def test_transient_backlog_blocks_the_publisher_until_a_consumer_drains_it(
+def test_transient_backlog_of_twice_the_memory_budget_is_paged_and_all_consumable(
     broker: BrokerProcess,
 ) -> None:
     publisher = run_backlog(broker, durable=False)
     assert publisher.sent == MESSAGES
-    assert publisher.notifications[:2] == ["blocked", "unblocked"]
-    assert publisher.notifications[-1] == "unblocked"
+    # Paged to the store as it comes, so a block (if any) did not last.
+    assert publisher.notifications in ([], ["blocked", "unblocked"])
 
 
 def test_disk_free_limit_above_free_space_blocks_the_first_publish_but_not_consumers() -> None:

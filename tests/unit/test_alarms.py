@@ -244,3 +244,23 @@ def test_basic_get_reads_a_paged_body_back_and_purge_forgets_paged_bytes() -> No
     assert [g.message.body for g in gets if g is not None][-1] == body(PAGE_IN_BATCH)
     assert session.purge_queue("q") == 1
     assert (queue.paged_bytes, queue.statistics()["message_bytes_ready"]) == (0, 0)
+
+
+def test_storage_alarm_is_set_and_cleared_once_and_listed_with_the_others() -> None:
+    a = ResourceAlarms(memory_limit_bytes=100 * MB, disk_free_limit_bytes=50 * MB)
+    assert a.update(memory_used_bytes=200 * MB, disk_free_bytes=None) == [
+        AlarmSet("memory", 200 * MB, 100 * MB)
+    ]
+    assert a.storage_failed("rapidmq: cannot write (No space left on device)") == [
+        AlarmSet("storage", 0, 0)
+    ]
+    assert a.storage_failed("rapidmq: cannot write (again)") == []
+    assert (a.active, a.storage_error, a.set_count) == (
+        ("memory", "storage"),
+        "rapidmq: cannot write (again)",
+        2,
+    )
+    assert a.statistics()["alarms"] == ["memory", "storage"]
+    assert a.storage_recovered() == [AlarmCleared("storage", 0, 0)]
+    assert a.storage_recovered() == []
+    assert (a.active, a.storage_error) == (("memory",), "")
