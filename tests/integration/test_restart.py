@@ -200,3 +200,30 @@ def test_users_and_their_password_hashes_survive_restart(data_dir: Path) -> None
         assert _recovered(second)[1] == 1  # one user: alice
     finally:
         second.stop()
+
+
+def test_vhosts_survive_restart(data_dir: Path) -> None:
+    # The first start creates its default vhost; later starts restore the stored ones
+    # and create no other, as RabbitMQ does.
+    first = BrokerProcess(
+        "--bind", "127.0.0.1", "--default-vhost", "prod", data_dir=str(data_dir)
+    ).start()
+    first.stop(signal.SIGKILL)
+    second = BrokerProcess(
+        "--bind", "127.0.0.1", "--default-vhost", "staging", data_dir=str(data_dir)
+    ).start()
+    try:
+        port = second.amqp_port
+        credentials = pika.PlainCredentials("guest", "guest")
+        prod = pika.BlockingConnection(
+            pika.ConnectionParameters("127.0.0.1", port, "prod", credentials)
+        )
+        prod.channel().queue_declare("in-prod")
+        prod.close()
+        with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
+            pika.BlockingConnection(
+                pika.ConnectionParameters("127.0.0.1", port, "staging", credentials)
+            )
+        assert _recovered(second)[0] == 1  # one vhost: prod
+    finally:
+        second.stop()
