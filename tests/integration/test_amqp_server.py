@@ -210,3 +210,24 @@ async def test_access_request_is_answered_with_ticket_1(server: Server) -> None:
             client.buffer += await client.stream.receive()
     assert bytes(client.buffer) == expected
     await client.aclose()
+
+
+async def test_empty_queue_name_means_the_last_declared_queue(server: Server) -> None:
+    client = await connect(amqp_port(server))
+    await client.open_channel(1)
+    await client.send(1, commands.Queue.Purge(queue=""))
+    close = await client.expect(commands.Channel.Close)
+    assert (close.reply_code, close.reply_text) == (
+        404,
+        "NOT_FOUND - no previously declared queue",
+    )
+    await client.send(1, commands.Channel.CloseOk())
+    await client.open_channel(2)
+    await client.rpc(2, commands.Queue.Declare(queue="recent"), commands.Queue.DeclareOk)
+    # queue "" and routing key "" bind the last declared queue under its own name.
+    await client.rpc(2, commands.Queue.Bind(queue="", exchange="amq.direct"), commands.Queue.BindOk)
+    await client.publish(2, "amq.direct", "recent", b"via shortcut")
+    await client.send(2, commands.Basic.Get(queue="", no_ack=True))
+    get_ok = await client.expect(commands.Basic.GetOk)
+    assert (await client.read_content(get_ok)).body == b"via shortcut"
+    await client.aclose()

@@ -69,7 +69,6 @@ class Channel:
         "_confirm_seq",
         "_confirm_waits",
         "_frame_max",
-        "_last_queue",
         "_mode",
         "_out",
         "_persist",
@@ -91,7 +90,6 @@ class Channel:
         self._mode = _Mode.PLAIN
         self._confirm_seq = 0  # last publish sequence number in confirm mode
         self._confirm_acked = 0  # every seq <= this has been confirmed to the client
-        self._last_queue = ""  # "the current queue" of AMQP: the last one declared
         self._tx_ops: list[Callable[[], None]] = []
         self._persist = conn.broker.persistence
         # (seq, store batch, nack) of confirms that wait for a sync, in seq order
@@ -147,13 +145,6 @@ class Channel:
     def close_session(self) -> None:
         """Release everything the channel holds in the core (requeues unacked)."""
         self.session.close()
-
-    def _queue_name(self, name: str) -> str:
-        if name:
-            return name
-        if not self._last_queue:
-            raise PreconditionFailed("no previously declared queue", scope="channel")
-        return self._last_queue
 
     # -- publish -------------------------------------------------------------------------
 
@@ -352,7 +343,6 @@ class Channel:
             auto_delete=m.auto_delete,
             arguments=m.arguments or None,
         )
-        self._last_queue = result.name
         if not m.nowait:
             self.send(
                 spec.Queue.DeclareOk(
@@ -363,25 +353,21 @@ class Channel:
             )
 
     def _queue_bind(self, m: spec.Queue.Bind) -> None:
-        queue = self._queue_name(m.queue)
-        self.session.bind_queue(queue, m.exchange, m.routing_key, m.arguments or None)
+        self.session.bind_queue(m.queue, m.exchange, m.routing_key, m.arguments or None)
         if not m.nowait:
             self.send(spec.Queue.BindOk())
 
     def _queue_unbind(self, m: spec.Queue.Unbind) -> None:
-        queue = self._queue_name(m.queue)
-        self.session.unbind_queue(queue, m.exchange, m.routing_key, m.arguments or None)
+        self.session.unbind_queue(m.queue, m.exchange, m.routing_key, m.arguments or None)
         self.send(spec.Queue.UnbindOk())
 
     def _queue_purge(self, m: spec.Queue.Purge) -> None:
-        count = self.session.purge_queue(self._queue_name(m.queue))
+        count = self.session.purge_queue(m.queue)
         if not m.nowait:
             self.send(spec.Queue.PurgeOk(message_count=count))
 
     def _queue_delete(self, m: spec.Queue.Delete) -> None:
-        count = self.session.delete_queue(
-            self._queue_name(m.queue), if_unused=m.if_unused, if_empty=m.if_empty
-        )
+        count = self.session.delete_queue(m.queue, if_unused=m.if_unused, if_empty=m.if_empty)
         if not m.nowait:
             self.send(spec.Queue.DeleteOk(message_count=count))
 
@@ -394,11 +380,10 @@ class Channel:
         self.send(spec.Basic.QosOk())
 
     def _basic_consume(self, m: spec.Basic.Consume) -> None:
-        queue = self._queue_name(m.queue)
         # consume-ok must precede the first delivery, so the core is asked not to
         # dispatch inside consume(); resume() delivers what is waiting afterwards.
         tag = self.session.consume(
-            queue,
+            m.queue,
             m.consumer_tag,
             no_ack=m.no_ack,
             exclusive=m.exclusive,
@@ -415,7 +400,7 @@ class Channel:
             self.send(spec.Basic.CancelOk(consumer_tag=m.consumer_tag))
 
     def _basic_get(self, m: spec.Basic.Get) -> None:
-        result = self.session.get(self._queue_name(m.queue), no_ack=m.no_ack)
+        result = self.session.get(m.queue, no_ack=m.no_ack)
         if result is None:
             self.send(spec.Basic.GetEmpty())
             return
