@@ -66,6 +66,7 @@ from rapidmq.protocols.amqp091.handshake import (
     check_tune,
     server_properties,
 )
+from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
 
 __all__ = ["REPLY_CODES", "AMQPConnection", "AMQPSettings"]  # AMQPSettings: see handshake.py
 
@@ -84,8 +85,6 @@ REPLY_CODES: dict[type[CoreError], tuple[int, str]] = {
     StorageFailed: (541, "INTERNAL_ERROR"),
 }
 
-#: Above this many buffered output bytes, consumers on the connection are paused.
-OUTPUT_HIGH_WATER = 1 << 20
 #: How long to wait for close-ok after we send connection.close.
 CLOSE_TIMEOUT_S = 3.0
 
@@ -99,7 +98,7 @@ class _State(enum.Enum):
     CLOSING = "closing"
 
 
-class AMQPConnection:
+class AMQPConnection(OutputBuffer):
     """One client connection: handshake, channels, heartbeats and errors."""
 
     def __init__(
@@ -117,10 +116,8 @@ class AMQPConnection:
         self.settings = settings
         self.peer = peer
         self.peer_name = f"{peer[0]}:{peer[1]}"
-        self._wake_cb = wake
-        self._woken = False
         self._clock = clock
-        self.out = bytearray()
+        self._init_output(wake)
         self.parser = FrameParser(frame_max=max(settings.frame_max, FRAME_MIN_SIZE))
         self.state = _State.HEADER
         self.closed = False  # the transport closes the socket once `out` is flushed
@@ -136,7 +133,6 @@ class AMQPConnection:
         self.blocked = False
         self.reading_paused = False  # the transport stops reading while this is true
         self._alarms: tuple[str, ...] = ()
-        self._paused_consumers = False
         now = clock()
         self._created = now
         self._last_recv = now
@@ -145,31 +141,17 @@ class AMQPConnection:
 
     # -- transport face ------------------------------------------------------------------
 
-    def wake(self) -> None:
-        if not self._woken:
-            self._woken = True
-            self._wake_cb()
-
-    def writable(self) -> bool:
-        if len(self.out) < OUTPUT_HIGH_WATER:
-            return True
-        self._paused_consumers = True
-        return False
-
     def data_to_send(self) -> bytes:
         """Everything buffered for the socket, emptying the buffer."""
-        self._woken = False
-        if not self.out:
-            return b""
-        data = bytes(self.out)
-        self.out.clear()
-        self._sent_since_tick = True
+        data = self._take_output()
+        if data:
+            self._sent_since_tick = True
         return data
 
     def output_drained(self) -> None:
         """The transport flushed the buffer: resume consumers paused by back-pressure."""
-        if self._paused_consumers and len(self.out) < OUTPUT_HIGH_WATER:
-            self._paused_consumers = False
+        if self.output_paused and len(self.out) < OUTPUT_HIGH_WATER:
+            self.output_paused = False
             for channel in list(self.channels.values()):
                 if channel.state is ChannelState.OPEN:
                     channel.session.resume()

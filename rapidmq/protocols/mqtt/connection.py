@@ -68,13 +68,12 @@ from rapidmq.protocols.mqtt.publishing import PublishHandler
 from rapidmq.protocols.mqtt.session import MQTTSession, Outgoing, with_alias
 from rapidmq.protocols.mqtt.state import MQTTState
 from rapidmq.protocols.mqtt.subscribing import handle_subscribe, handle_unsubscribe
+from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
 
 __all__ = ["MQTTConnection", "MQTTSettings"]
 
 log = logging.getLogger("rapidmq.mqtt")
 
-#: Above this many buffered output bytes, deliveries to the connection pause.
-OUTPUT_HIGH_WATER = 1 << 20
 DEFAULT_MAX_PACKET_SIZE = 268435455
 NEVER_EXPIRES = 0xFFFFFFFF
 
@@ -101,7 +100,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class MQTTConnection:
+class MQTTConnection(OutputBuffer):
     """One client connection: CONNECT, keep-alive, packets, will, close."""
 
     def __init__(
@@ -121,10 +120,8 @@ class MQTTConnection:
         self.settings = settings
         self.peer = peer
         self.peer_name = f"{peer[0]}:{peer[1]}"
-        self._wake_cb = wake
-        self._woken = False
         self._clock = clock
-        self.out = bytearray()
+        self._init_output(wake)
         self.closed = False
         self.state = _State.AWAIT_CONNECT
         self.parser = MQTTParser(max_packet_size=settings.max_packet_size)
@@ -141,7 +138,7 @@ class MQTTConnection:
         self._out_aliases: dict[str, int] = {}
         self.publishing = PublishHandler(self)
         self._alarms: tuple[str, ...] = ()
-        self._paused = False
+        self.reading_paused = False  # the transport stops reading while this is true
         now = clock()
         self._created = now
         self._last_recv = now
@@ -149,20 +146,8 @@ class MQTTConnection:
 
     # -- transport face ----------------------------------------------------------------
 
-    def wake(self) -> None:
-        if not self._woken:
-            self._woken = True
-            self._wake_cb()
-
-    def writable(self) -> bool:
-        if len(self.out) < OUTPUT_HIGH_WATER:
-            return True
-        self._paused = True
-        return False
-
     def data_to_send(self) -> bytes:
         """Everything buffered for the socket, emptying the buffer."""
-        self._woken = False
         session = self.session
         if session is not None:
             if self.state is _State.CONNECTED:
@@ -170,16 +155,12 @@ class MQTTConnection:
             if session.record_due:
                 # Before the acknowledgements that rely on it leave (metadata writes sync).
                 self.mqtt.record(session)
-        if not self.out:
-            return b""
-        data = bytes(self.out)
-        self.out.clear()
-        return data
+        return self._take_output()
 
     def output_drained(self) -> None:
         """The transport flushed the buffer: resume deliveries paused by back-pressure."""
-        if self._paused and len(self.out) < OUTPUT_HIGH_WATER and self.session is not None:
-            self._paused = False
+        if self.output_paused and len(self.out) < OUTPUT_HIGH_WATER and self.session is not None:
+            self.output_paused = False
             if self.state is _State.CONNECTED:
                 self.session.core_session.resume()
                 self.session.flush()
@@ -219,7 +200,7 @@ class MQTTConnection:
         keep_alive = self.keep_alive_s
         if not keep_alive:
             return 3600.0
-        if getattr(self, "reading_paused", False):
+        if self.reading_paused:
             # A resource alarm stopped reading: the client's PINGREQs wait unread, so
             # silence is ours, not its. The count restarts when reading resumes.
             return min(keep_alive, 1.0)
@@ -258,9 +239,9 @@ class MQTTConnection:
         """
         self._alarms = alarms
         if alarms:
-            if self.publishing.published and not getattr(self, "reading_paused", False):
+            if self.publishing.published and not self.reading_paused:
                 self._pause_reading(True)
-        elif getattr(self, "reading_paused", False):
+        elif self.reading_paused:
             self._pause_reading(False)
 
     def _pause_reading(self, paused: bool) -> None:
@@ -303,7 +284,7 @@ class MQTTConnection:
         session = self.session
         if isinstance(packet, Publish):
             self.publishing.publish(packet)
-            if self._alarms and not getattr(self, "reading_paused", False):
+            if self._alarms and not self.reading_paused:
                 self._pause_reading(True)  # a publisher during an alarm: read no more
         elif isinstance(packet, PubAck):
             session.puback(packet.packet_id)

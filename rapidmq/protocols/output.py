@@ -1,0 +1,51 @@
+"""The output side every sans-IO protocol connection shares with the transport.
+
+Frames are appended to :attr:`OutputBuffer.out`; the first append after a flush
+calls the transport's ``wake`` once, and the transport takes everything with one
+``data_to_send`` per loop turn.  Past :data:`OUTPUT_HIGH_WATER` buffered bytes
+:meth:`OutputBuffer.writable` says no, which pauses the core's deliveries to the
+connection until the buffer drains (the connection's ``output_drained``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["OUTPUT_HIGH_WATER", "OutputBuffer"]
+
+#: Above this many buffered output bytes, deliveries to the connection pause.
+OUTPUT_HIGH_WATER = 1 << 20
+
+
+class OutputBuffer:
+    """One connection's output buffer and its wake-up of the transport's writer."""
+
+    out: bytearray
+    #: True once writable() said no; the connection resumes deliveries when it drains.
+    output_paused: bool
+
+    def _init_output(self, wake: Callable[[], None]) -> None:
+        self.out = bytearray()
+        self.output_paused = False
+        self._wake_cb = wake
+        self._woken = False
+
+    def wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._wake_cb()
+
+    def writable(self) -> bool:
+        if len(self.out) < OUTPUT_HIGH_WATER:
+            return True
+        self.output_paused = True
+        return False
+
+    def _take_output(self) -> bytes:
+        """Everything buffered, emptying the buffer; the next append wakes the writer."""
+        self._woken = False
+        if not self.out:
+            return b""
+        data = bytes(self.out)
+        self.out.clear()
+        return data
