@@ -48,6 +48,8 @@ from amqp_throughput import _consume
 from pamqp import commands
 from targets import HOST, TARGETS, Target, open_target
 
+from rapidmq.testing import resident_bytes
+
 MESSAGE_SIZE = 1024
 _FRAME_HDR = struct.Struct(">BHI")
 _METHOD_ID = struct.Struct(">HH")
@@ -241,14 +243,6 @@ def run_throughput(
             admin.close()
 
 
-def _resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def run_recovery(messages: int, window: int, timeout_s: float) -> dict[str, Any]:
     """Fill a durable queue, SIGKILL RapidMQ, and time its restart to the ready line."""
     from rapidmq.testing import BrokerProcess
@@ -278,7 +272,7 @@ def run_recovery(messages: int, window: int, timeout_s: float) -> dict[str, Any]
         restarted.start()
         ready_s = time.monotonic() - t0
         assert restarted.proc is not None
-        rss_ready = _resident_bytes(restarted.proc.pid)
+        rss_ready = resident_bytes(restarted.proc.pid)
         try:
             assert restarted.amqp_port is not None
             conn = RawConnection.open(HOST, restarted.amqp_port)

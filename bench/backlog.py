@@ -16,23 +16,14 @@ import argparse
 import json
 import struct
 import tempfile
-import threading
 import time
 
 import pika
 
-from rapidmq.testing import BrokerProcess
+from rapidmq.testing import BrokerProcess, PeakResident
 
 MB = 1000**2
 MESSAGE_BYTES = 64 * 1024
-
-
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def main() -> None:
@@ -56,19 +47,8 @@ def main() -> None:
             data_dir=data_dir,
         ).start()
         assert broker.proc is not None
-        pid = broker.proc.pid
-        peak = 0
+        sampler = PeakResident(broker.proc.pid)
         blocked = 0
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, resident_bytes(pid))
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
         try:
             conn = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
 
@@ -102,8 +82,7 @@ def main() -> None:
             drained_s = time.monotonic() - started
             conn.close()
         finally:
-            done.set()
-            sampler.join()
+            peak = sampler.stop()
             broker.stop()
     result = {
         "messages_kind": "transient" if args.transient else "persistent",

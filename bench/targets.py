@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from amqp_raw import RawConnection
 
+from rapidmq.testing import resident_bytes
+
 RABBITMQ_PORT = 5672
 HOST = "127.0.0.1"
 TARGETS = ("rabbitmq", "rapidmq")
@@ -33,13 +35,9 @@ def rss_kb(pid: int | None) -> int | None:
     if pid is None:
         return None
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+        return resident_bytes(pid) // 1024 or None
     except OSError:
         return None
-    return None
 
 
 def find_beam_pid() -> int | None:

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from types import TracebackType
 
-__all__ = ["BrokerProcess"]
+__all__ = ["BrokerProcess", "PeakResident", "resident_bytes"]
 
 _READY = re.compile(r"^rapidmq ready amqp=(\S+) mqtt=(\S+) http=(\S+)")
 _WS = re.compile(r"listening for MQTT over WebSocket on \S+:(\d+)")
@@ -140,3 +140,41 @@ class BrokerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def resident_bytes(pid: int) -> int:
+    """The resident memory (VmRSS) of process ``pid`` in bytes; 0 if it has none.
+
+    Raises:
+        OSError: the process is gone.
+    """
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakResident:
+    """Samples a process's resident memory every ``interval_s`` and keeps the peak."""
+
+    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.peak = max(self.peak, resident_bytes(self.pid))
+            except OSError:
+                return
+
+    def stop(self) -> int:
+        """Stop sampling; returns the peak in bytes."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak

@@ -20,20 +20,12 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from rapidmq.config import Settings
 from rapidmq.server import Server
-from rapidmq.testing import BrokerProcess
+from rapidmq.testing import BrokerProcess, PeakResident
 
 MB = 1000**2
 WATERMARK_BYTES = 150 * MB
 MESSAGE_BYTES = 64 * 1024
 MESSAGES = 2 * WATERMARK_BYTES // MESSAGE_BYTES  # twice the memory budget
-
-
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 @dataclass
@@ -78,29 +70,6 @@ class Publisher:
         self.thread.join(timeout_s)
         assert not self.thread.is_alive(), f"publisher stuck after {self.sent} messages"
         assert self.error is None, repr(self.error)
-
-
-class PeakResident:
-    """Samples a process's resident memory every 20 ms and keeps the peak."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            try:
-                self.peak = max(self.peak, resident_bytes(self.pid))
-            except OSError:
-                return
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 @pytest.fixture

@@ -14,43 +14,12 @@ import time
 
 import pika
 
-from rapidmq.testing import BrokerProcess
+from rapidmq.testing import BrokerProcess, PeakResident, resident_bytes
 
 MB = 1000**2
 WATERMARK_BYTES = 150 * MB
 MESSAGE_BYTES = 64 * 1024
 MESSAGES = 2 * WATERMARK_BYTES // MESSAGE_BYTES  # twice the memory budget
-
-
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-class PeakResident:
-    """Samples a process's resident memory every 20 ms and keeps the peak."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            try:
-                self.peak = max(self.peak, resident_bytes(self.pid))
-            except OSError:
-                return
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 def publish(url: str, queue: str, count: int, delivery_mode: int, *, durable: bool) -> None:
