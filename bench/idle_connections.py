@@ -20,21 +20,11 @@ from targets import (
     nofile_soft_limit,
     open_target,
     rabbitmq_sockets,
-    rss_kb,
+    settled_rss_kb,
 )
 
 # Sockets left free on a capped RabbitMQ for the probe and anyone else using it.
 _SPARE_SOCKETS = 30
-
-
-def _settled_rss_kb(pid: int | None, settle_s: float) -> int | None:
-    """Wait ``settle_s`` and return the larger of two samples taken a little apart."""
-    time.sleep(max(0.0, settle_s - 0.5))
-    first = rss_kb(pid)
-    time.sleep(0.5)
-    second = rss_kb(pid)
-    values = [v for v in (first, second) if v is not None]
-    return max(values) if values else None
 
 
 def run(
@@ -61,7 +51,7 @@ def run(
                     f"RabbitMQ sockets_limit={limit} (beam.smp open-files soft limit "
                     f"{nofile_soft_limit(target.pid)}), {used} in use"
                 )
-    rss_before = _settled_rss_kb(target.pid, 1.0)
+    rss_before = settled_rss_kb(target.pid, 1.0)
     t0 = time.monotonic()
     conns: list[RawConnection] = []
     open_error = None
@@ -73,7 +63,7 @@ def run(
             break
     open_s = time.monotonic() - t0
     try:
-        rss_after = _settled_rss_kb(target.pid, settle_s)
+        rss_after = settled_rss_kb(target.pid, settle_s)
         rt_ms = None
         rt_error = None
         try:

@@ -26,21 +26,11 @@ from mqtt_targets import (
     nofile_soft_limit,
     open_mqtt_target,
     raise_nofile_limit,
-    rss_kb,
 )
+from targets import settled_rss_kb
 
 # Descriptors left free for the probe connections, listeners, logs and other users.
 _SPARE_FDS = 64
-
-
-def _settled_rss_kb(pid: int | None, settle_s: float) -> int | None:
-    """Wait ``settle_s`` and return the larger of two samples taken a little apart."""
-    time.sleep(max(0.0, settle_s - 0.5))
-    first = rss_kb(pid)
-    time.sleep(0.5)
-    second = rss_kb(pid)
-    values = [v for v in (first, second) if v is not None]
-    return max(values) if values else None
 
 
 def _open_fds(pid: int) -> int | None:
@@ -73,7 +63,7 @@ def run(
     if room < connections:
         connections = max(0, room)
         cap_note = f"open-files limits: {target.name} {broker_limit}, load generator {own_limit}"
-    rss_before = _settled_rss_kb(target.pid, 1.0)
+    rss_before = settled_rss_kb(target.pid, 1.0)
     t0 = time.monotonic()
     deadline = t0 + open_timeout_s
     conns: list[RawMQTT] = []
@@ -101,7 +91,7 @@ def run(
             break
     open_s = time.monotonic() - t0
     try:
-        rss_after = _settled_rss_kb(target.pid, settle_s)
+        rss_after = settled_rss_kb(target.pid, settle_s)
         rt_ms = None
         rt_error = None
         try:

@@ -40,6 +40,16 @@ def rss_kb(pid: int | None) -> int | None:
         return None
 
 
+def settled_rss_kb(pid: int | None, settle_s: float) -> int | None:
+    """Wait ``settle_s`` and return the larger of two VmRSS samples taken a little apart."""
+    time.sleep(max(0.0, settle_s - 0.5))
+    first = rss_kb(pid)
+    time.sleep(0.5)
+    second = rss_kb(pid)
+    values = [v for v in (first, second) if v is not None]
+    return max(values) if values else None
+
+
 def find_beam_pid() -> int | None:
     """The RabbitMQ node's beam.smp process (the largest one if there are several)."""
     best: tuple[int, int] | None = None
