@@ -39,6 +39,7 @@ __all__ = [
 Backend = Literal["trio", "asyncio"]
 Storage = Literal["rocksdb", "memory"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["text", "json"]
 
 CONFIG_ENV = "RAPIDMQ_CONFIG"
 """The environment variable naming the TOML config file (the ``--config`` flag wins)."""
@@ -65,11 +66,13 @@ class Settings:
     mqtt_port: int | None = 1883
     mqtt_ws_port: int | None = 15675
     http_port: int | None = 15672
+    prometheus_port: int | None = None
     bind: str = "0.0.0.0"
     data_dir: str = "./rapidmq-data"
     storage: Storage = "rocksdb"
     backend: Backend = "trio"
     log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
     heartbeat_s: int = 60
     frame_max: int = 131072
     channel_max: int = 2047
@@ -81,6 +84,7 @@ class Settings:
     mqtt_vhost: str = "/"
     memory_high_watermark: str = "0.4"
     disk_free_limit: str = "50MB"
+    cluster_name: str = ""
 
 
 class _Invalid(Exception):
@@ -221,6 +225,12 @@ SETTINGS: tuple[SettingInfo, ...] = (
     SettingInfo(
         "http_port", "HTTP management listener port; 0 = free port, off = disabled", _port, "PORT"
     ),
+    SettingInfo(
+        "prometheus_port",
+        "extra listener serving only /metrics; off = disabled (/metrics is on the HTTP port too)",
+        _port,
+        "PORT",
+    ),
     SettingInfo("bind", "address every listener binds", _text, "ADDRESS"),
     SettingInfo("data_dir", "directory for durable state", _text, "DIR"),
     SettingInfo(
@@ -235,6 +245,12 @@ SETTINGS: tuple[SettingInfo, ...] = (
         "debug, info, warning, error or critical",
         _one_of("debug", "info", "warning", "error", "critical"),
         "LEVEL",
+    ),
+    SettingInfo(
+        "log_format",
+        "text (one readable line per event) or json (one JSON object per line)",
+        _one_of("text", "json"),
+        "FORMAT",
     ),
     SettingInfo(
         "heartbeat_s", "AMQP heartbeat the server proposes; 0 = none", _int_in(0, 65535), "SECONDS"
@@ -275,6 +291,12 @@ SETTINGS: tuple[SettingInfo, ...] = (
         _size,
         "SIZE",
     ),
+    SettingInfo(
+        "cluster_name",
+        "name the management API reports; empty = rapidmq@HOSTNAME",
+        _text,
+        "NAME",
+    ),
 )
 
 _BY_NAME: dict[str, SettingInfo] = {info.name: info for info in SETTINGS}
@@ -286,6 +308,7 @@ _TABLE_ALIASES: dict[str, dict[str, str]] = {
         "mqtt": "mqtt_port",
         "mqtt_ws": "mqtt_ws_port",
         "http": "http_port",
+        "prometheus": "prometheus_port",
         "bind": "bind",
     },
 }
@@ -408,7 +431,7 @@ def _line_of(text: str, table: str, key: str) -> str:
 
 def _check_ports(settings: Settings) -> None:
     seen: dict[int, str] = {}
-    for name in ("amqp_port", "mqtt_port", "mqtt_ws_port", "http_port"):
+    for name in ("amqp_port", "mqtt_port", "mqtt_ws_port", "http_port", "prometheus_port"):
         port = getattr(settings, name)
         if not port:  # off, or a free port chosen by the OS
             continue

@@ -30,6 +30,7 @@ import ctypes.util
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import weakref
@@ -39,6 +40,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
+from rapidmq.admin.rates import SAMPLE_S, RateSampler
+from rapidmq.auth.permissions import Permission, PermissionStore
 from rapidmq.auth.users import UserStore
 from rapidmq.config import Settings
 from rapidmq.core.alarms import (
@@ -63,6 +66,7 @@ from rapidmq.transport.tcp import (
     HandlerFactory,
     ListenError,
     SocketConnection,
+    bind_socket,
     open_listener,
 )
 from rapidmq.transport.websocket import websocket_factory
@@ -101,10 +105,14 @@ class Server:
         self.messages: MessageStore | None = None
         self.broker = Broker(default_vhost=settings.default_vhost)
         self.users = UserStore()
+        self.permissions = PermissionStore()
         if settings.default_user:
-            self.users.add_user(
-                settings.default_user, settings.default_pass, tags=("administrator",)
-            )
+            self._add_default_user(self.users, self.permissions)
+        #: The node's name, as RabbitMQ's ``rabbit@host``.
+        self.node_name = f"rapidmq@{socket.gethostname()}"
+        self.cluster_name = settings.cluster_name or self.node_name
+        self.rates = RateSampler()
+        self.started_at = time.time()
         self.amqp_settings = AMQPSettings(
             heartbeat_s=settings.heartbeat_s,
             frame_max=settings.frame_max,
@@ -126,8 +134,10 @@ class Server:
             "mqtt": None,
             "mqtt_ws": None,
             "http": None,
+            "prometheus": None,
         }
         self._listeners: list[tuple[anyio.abc.SocketListener, HandlerFactory]] = []
+        self._http_sockets: list[tuple[str, socket.socket]] = []
         self._recovered = ""
         self._stopping = False
         total_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -140,6 +150,37 @@ class Server:
         self.broker.alarms = self.alarms
         # Protocol connections, told when the alarms change.
         self._blockable: weakref.WeakSet[AMQPConnection | MQTTConnection] = weakref.WeakSet()
+
+    def _add_default_user(self, users: UserStore, permissions: PermissionStore) -> None:
+        """The default user, an administrator with every permission in the default vhost."""
+        s = self.settings
+        users.add_user(s.default_user, s.default_pass, tags=("administrator",))
+        permissions.set(Permission(s.default_user, s.default_vhost))
+
+    def protocol_connections(self) -> list[tuple[SocketConnection, Any]]:
+        """Every open client connection with its protocol handler (AMQP or MQTT).
+
+        A WebSocket connection yields the MQTT handler inside it, once it has one.
+        """
+        out: list[tuple[SocketConnection, Any]] = []
+        for conn in self.connections:
+            handler: Any = conn.handler
+            inner = getattr(handler, "inner", handler)
+            if inner is not None:
+                out.append((conn, inner))
+        return out
+
+    def uptime_ms(self) -> int:
+        return int((time.time() - self.started_at) * 1000)
+
+    def resources(self) -> dict[str, int]:
+        """Memory, disk and file descriptors of the process, read now."""
+        return {
+            "memory_used_bytes": _resident_bytes(),
+            "disk_free_bytes": _disk_free_bytes(self.settings.data_dir) or 0,
+            "fd_used": _open_fds(),
+            "fd_total": _fd_limit(),
+        }
 
     def _amqp_handler(self, peer: tuple[str, int], wake: Callable[[], None]) -> ConnectionHandler:
         return self._watch(AMQPConnection(self.broker, self.users, self.amqp_settings, peer, wake))
@@ -346,15 +387,18 @@ class Server:
             persistence.durable(messages.sync())
             users = UserStore(metadata=metadata)
             user_count = users.restore()
+            permissions = PermissionStore(metadata=metadata)
+            permissions.restore()
             # Like RabbitMQ's guest, the default user is made on a fresh store only.
             if not user_count and s.default_user:
-                users.add_user(s.default_user, s.default_pass, tags=("administrator",))
+                self._add_default_user(users, permissions)
         except BaseException:
             self._close_storage()
             raise
         self.broker = broker
         broker.alarms = self.alarms
         self.users = users
+        self.permissions = permissions
         self.mqtt_state = MQTTState(broker)
         # MQTT persistent sessions and retained messages; unreadable ones are logged.
         self.mqtt_state.restore(metadata, codec)
@@ -388,6 +432,8 @@ class Server:
             ListenError: a listener cannot bind (one line).
         """
         self._stopped = anyio.Event()
+        self._http_shutdown = anyio.Event()
+        self._http_finished = anyio.Event()
         s = self.settings
         self._open_storage()
         wanted: list[tuple[str, int | None, str, str, HandlerFactory]] = [
@@ -410,9 +456,21 @@ class Server:
                 bound = int(listener.extra(anyio.abc.SocketAttribute.local_port))
                 self.ports[key] = bound
                 log.info("listening for %s on %s:%s", name, s.bind, bound)
+            for key, port, name, flag in (
+                ("http", s.http_port, "HTTP", "--http-port"),
+                ("prometheus", s.prometheus_port, "Prometheus", "--prometheus-port"),
+            ):
+                if port is None:
+                    continue
+                sock = bind_socket(s.bind, port, name=name, flag=flag)
+                self._http_sockets.append((key, sock))
+                self.ports[key] = int(sock.getsockname()[1])
+                log.info("listening for %s on %s:%s", name, s.bind, self.ports[key])
         except ListenError:
             for listener, _factory in self._listeners:
                 await listener.aclose()
+            for _key, sock in self._http_sockets:
+                sock.close()
             self._close_storage()
             raise
         # Logged once listening, so that a refused start-up says one line only.
@@ -432,17 +490,49 @@ class Server:
                 tg.start_soon(self._tick)
                 tg.start_soon(self._flush_messages)
                 tg.start_soon(self._monitor_resources)
+                if self._http_sockets:
+                    self._start_http(tg)
                 task_status.started()
                 await self._stopped.wait()
                 tg.cancel_scope.cancel()
         finally:
             self._close_storage()
 
+    def _start_http(self, tg: anyio.abc.TaskGroup) -> None:
+        """The management API (and the Prometheus port), and the rate sampler."""
+        from rapidmq.admin.app import create_app, metrics_app
+        from rapidmq.admin.http import serve_http
+
+        apps = [
+            (create_app(self) if key == "http" else metrics_app(self), sock)
+            for key, sock in self._http_sockets
+        ]
+        self._http_sockets = []
+
+        async def run_all() -> None:
+            try:
+                async with anyio.create_task_group() as http_tg:
+                    for app, sock in apps:
+                        http_tg.start_soon(serve_http, app, sock, self._http_shutdown)
+            finally:
+                self._http_finished.set()
+
+        tg.start_soon(run_all)
+        tg.start_soon(self._sample_rates)
+
+    async def _sample_rates(self) -> None:
+        from rapidmq.admin.overview import sample_figures
+
+        while True:
+            self.rates.take(sample_figures(self.broker))
+            await anyio.sleep(SAMPLE_S)
+
     async def stop(self) -> None:
         """Stop accepting, close connections with 320 CONNECTION_FORCED, then return."""
         if self._stopping:
             return
         self._stopping = True
+        self._http_shutdown.set()
         for listener, _factory in self._listeners:
             await listener.aclose()
         for conn in list(self.connections):
@@ -450,6 +540,8 @@ class Server:
         with anyio.move_on_after(SHUTDOWN_GRACE_S):
             while self.connections:
                 await anyio.sleep(0.02)
+            if self.ports["http"] is not None or self.ports["prometheus"] is not None:
+                await self._http_finished.wait()
         self._stopped.set()
 
     def ready_line(self) -> str:
@@ -460,6 +552,8 @@ class Server:
         return f"rapidmq ready amqp={show(p['amqp'])} mqtt={show(p['mqtt'])} http={show(p['http'])}"
 
     _stopped: anyio.Event
+    _http_shutdown: anyio.Event
+    _http_finished: anyio.Event
 
 
 _Blockable = TypeVar("_Blockable", AMQPConnection, MQTTConnection)
@@ -483,6 +577,20 @@ def _disk_free_bytes(path: str) -> int | None:
     except OSError:
         return None
     return stat.f_bavail * stat.f_frsize
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def _fd_limit() -> int:
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

@@ -35,6 +35,9 @@ from rapidmq.storage.api import MetadataStore
 
 __all__ = ["Broker", "CoreConnection"]
 
+#: What RabbitMQ calls the vhost it creates on first boot.
+DEFAULT_VHOST_DESCRIPTION = "Default virtual host"
+
 _COUNTERS = ("published", "unroutable", "delivered", "acked", "rejected")
 
 log = logging.getLogger("rapidmq.core")
@@ -117,7 +120,7 @@ class Broker:
         self._connections: dict[CoreConnection, None] = {}
         self._retired = dict.fromkeys(_COUNTERS, 0)
         if metadata is None:
-            self.add_vhost(default_vhost)
+            self.add_vhost(default_vhost, description=DEFAULT_VHOST_DESCRIPTION)
 
     def _new_vhost(self, name: str) -> VirtualHost:
         store = self._metadata
@@ -130,19 +133,36 @@ class Broker:
             persistence=self.persistence,
         )
 
-    def add_vhost(self, name: str) -> VirtualHost:
+    def add_vhost(
+        self, name: str, *, description: str | None = None, tags: tuple[str, ...] | None = None
+    ) -> VirtualHost:
         """Create a vhost with the predeclared exchanges (or return the existing one).
 
+        A ``description`` or ``tags`` given for an existing vhost replace its own.
+
         Raises:
-            StorageFailed: the new vhost could not be recorded.
+            StorageFailed: the vhost could not be recorded.
         """
-        vhost = self._vhosts.get(name)
-        if vhost is None:
-            vhost = self._new_vhost(name)
-            if vhost.recorder is not None:
-                vhost.recorder.vhost_added()
+        existing = self._vhosts.get(name)
+        if existing is not None and description is None and tags is None:
+            return existing
+        vhost = self._new_vhost(name) if existing is None else existing
+        new_description = vhost.description if description is None else description
+        new_tags = vhost.tags if tags is None else tuple(tags)
+        if vhost.recorder is not None:
+            vhost.recorder.vhost_added(new_description, new_tags)
+        vhost.description, vhost.tags = new_description, new_tags
+        if existing is None:
             self._vhosts[name] = vhost
         return vhost
+
+    def vhosts(self) -> list[VirtualHost]:
+        """Every vhost, in creation order."""
+        return list(self._vhosts.values())
+
+    def connections(self) -> list[CoreConnection]:
+        """Every open client connection, in opening order."""
+        return list(self._connections)
 
     def delete_vhost(self, name: str) -> None:
         """Close the vhost's connections and delete its queues and exchanges."""
@@ -179,13 +199,15 @@ class Broker:
         counts = {"vhosts": 0, "exchanges": 0, "queues": 0, "bindings": 0}
         if store is None:
             return counts
-        for key, _ in store.items("vhost"):
+        for key, value in store.items("vhost"):
             name = key[0]
             if name not in self._vhosts:
-                self._vhosts[name] = self._new_vhost(name)
+                restored = self._vhosts[name] = self._new_vhost(name)
+                restored.description = str(value.get("description", ""))
+                restored.tags = tuple(str(t) for t in value.get("tags", ()))
                 counts["vhosts"] += 1
         if not self._vhosts:
-            self.add_vhost(self._default_vhost)
+            self.add_vhost(self._default_vhost, description=DEFAULT_VHOST_DESCRIPTION)
         for exchange in read_exchanges(store):
             vhost = self._vhosts.get(exchange.vhost)
             try:

@@ -115,8 +115,10 @@ class Recorder:
 
     # -- vhosts ----------------------------------------------------------------------
 
-    def vhost_added(self) -> None:
-        self._put("vhost", (self.vhost,), {"name": self.vhost}, f"vhost '{self.vhost}'")
+    def vhost_added(self, description: str = "", tags: tuple[str, ...] = ()) -> None:
+        """Record the vhost with its description and tags (created or changed)."""
+        value = {"name": self.vhost, "description": description, "tags": list(tags)}
+        self._put("vhost", (self.vhost,), value, f"vhost '{self.vhost}'")
 
     def vhost_deleted(self) -> None:
         self._delete("vhost", (self.vhost,), f"vhost '{self.vhost}'", strict=False)

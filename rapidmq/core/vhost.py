@@ -72,6 +72,8 @@ class VirtualHost:
         persistence: Persistence | None = None,
     ) -> None:
         self.name = name
+        self.description = ""
+        self.tags: tuple[str, ...] = ()
         self.recorder = recorder
         self.persistence = persistence  # durable queues store persistent messages here
         self._clock = clock

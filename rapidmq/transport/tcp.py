@@ -42,6 +42,8 @@ __all__ = [
     "HandlerFactory",
     "ListenError",
     "SocketConnection",
+    "bind_socket",
+    "listen_error",
     "open_listener",
 ]
 
@@ -77,25 +79,44 @@ class ListenError(Exception):
     """A listener could not bind; the message is one readable line."""
 
 
+def listen_error(err: OSError, name: str, host: str, port: int, flag: str) -> ListenError:
+    """The one line that says why a listener could not bind, and what to change."""
+    where = f"cannot listen for {name} on {host}:{port}"
+    if err.errno == errno.EADDRINUSE:
+        return ListenError(f"{where}: the port is already in use; choose another with {flag}")
+    if err.errno == errno.EACCES:
+        return ListenError(f"{where}: permission denied; choose a port above 1023 with {flag}")
+    return ListenError(f"{where}: {err.strerror or err}; check the address or change {flag}")
+
+
+def bind_socket(host: str, port: int, *, name: str, flag: str) -> socket.socket:
+    """A bound, listening TCP socket for a server that accepts by itself (HTTP).
+
+    Raises:
+        ListenError: the address cannot be bound (one line naming the fix).
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+        family, type_, proto, _, address = infos[0]
+        sock = socket.socket(family, type_, proto)
+    except OSError as err:
+        raise listen_error(err, name, host, port, flag) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as err:
+        sock.close()
+        raise listen_error(err, name, host, port, flag) from None
+    return sock
+
+
 async def open_listener(host: str, port: int, *, name: str, flag: str) -> anyio.abc.SocketListener:
     """Bind a TCP listener, turning bind failures into one readable line."""
     try:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     except OSError as err:
-        if err.errno == errno.EADDRINUSE:
-            raise ListenError(
-                f"cannot listen for {name} on {host}:{port}: the port is already in use; "
-                f"choose another with {flag}"
-            ) from None
-        if err.errno == errno.EACCES:
-            raise ListenError(
-                f"cannot listen for {name} on {host}:{port}: permission denied; "
-                f"choose a port above 1023 with {flag}"
-            ) from None
-        raise ListenError(
-            f"cannot listen for {name} on {host}:{port}: {err.strerror or err}; "
-            f"check the address or change {flag}"
-        ) from None
+        raise listen_error(err, name, host, port, flag) from None
     # A multi-listener on an ambiguous host would hide which port was bound.
     if isinstance(listener, anyio.abc.SocketListener):
         return listener
@@ -114,6 +135,14 @@ class SocketConnection:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         remote = stream.extra(SocketAttribute.remote_address)
         peer = (str(remote[0]), int(remote[1])) if isinstance(remote, tuple) else (str(remote), 0)
+        local = stream.extra(SocketAttribute.local_address)
+        self.peer = peer
+        self.local = (str(local[0]), int(local[1])) if isinstance(local, tuple) else (str(local), 0)
+        #: When the socket was accepted, in milliseconds since the epoch.
+        self.connected_at = int(time.time() * 1000)
+        #: Bytes received and sent, counted per chunk (never per frame).
+        self.received_bytes = 0
+        self.sent_bytes = 0
         self._wake_event = anyio.Event()
         self._drained_event = anyio.Event()
         self.handler = factory(peer, self._wake)
@@ -150,6 +179,7 @@ class SocketConnection:
                 return
             except OSError:
                 return
+            self.received_bytes += len(data)
             handler.data_received(data)
             while not handler.closed and (
                 len(handler.out) > READ_PAUSE_BYTES or getattr(handler, "reading_paused", False)
@@ -172,6 +202,7 @@ class SocketConnection:
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                     scope.cancel()
                     return
+                self.sent_bytes += len(data)
             handler.output_drained()
             self._drained_event.set()
             if handler.closed and not handler.out:

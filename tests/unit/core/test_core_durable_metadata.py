@@ -69,7 +69,9 @@ def test_fresh_store_gets_the_default_vhost_and_no_predeclared_exchange(
 ) -> None:
     broker = Broker(clock=clock, metadata=store)
     assert broker.restore() == {"vhosts": 0, "exchanges": 0, "queues": 0, "bindings": 0}
-    assert records(store) == {"vhost": [(("/",), {"name": "/"})]}
+    assert records(store) == {
+        "vhost": [(("/",), {"name": "/", "description": "Default virtual host", "tags": []})]
+    }
     host = broker.vhost("/")
     assert host is not None and "amq.topic" in host.exchanges
 
@@ -96,7 +98,9 @@ def test_durable_exchange_is_recorded_and_forgotten_transient_never(
     ]
     s.delete_exchange("dx")
     s.delete_exchange("tx")
-    assert records(store) == {"vhost": [(("/",), {"name": "/"})]}
+    assert records(store) == {
+        "vhost": [(("/",), {"name": "/", "description": "Default virtual host", "tags": []})]
+    }
 
 
 def test_durable_queue_is_recorded_with_every_argument_type(
@@ -206,7 +210,9 @@ def test_auto_delete_exchange_is_forgotten_with_its_last_binding(
     s.declare_queue("q", durable=True)
     s.bind_queue("q", "ax", "")
     s.delete_queue("q")
-    assert records(store) == {"vhost": [(("/",), {"name": "/"})]}
+    assert records(store) == {
+        "vhost": [(("/",), {"name": "/", "description": "Default virtual host", "tags": []})]
+    }
 
 
 def test_vhosts_are_recorded_and_deleting_one_forgets_all_it_held(
@@ -222,7 +228,9 @@ def test_vhosts_are_recorded_and_deleting_one_forgets_all_it_held(
     s.bind_queue("q", "amq.direct", "k")
     assert [key for key, _ in records(store)["vhost"]] == [("/",), ("other",)]
     broker.delete_vhost("other")
-    assert records(store) == {"vhost": [(("/",), {"name": "/"})]}
+    assert records(store) == {
+        "vhost": [(("/",), {"name": "/", "description": "Default virtual host", "tags": []})]
+    }
 
 
 def test_restore_rebuilds_equal_topology_without_writing(
