@@ -55,6 +55,7 @@ from rapidmq.core.alarms import (
 from rapidmq.core.broker import Broker
 from rapidmq.core.message_codec import MessageCodec
 from rapidmq.core.persistence import Persistence
+from rapidmq.logs import configure_logging
 from rapidmq.protocols.amqp091.connection import AMQPConnection, AMQPSettings
 from rapidmq.protocols.amqp091.properties import decode_properties, encode_properties
 from rapidmq.protocols.mqtt.connection import MQTTConnection, MQTTSettings
@@ -641,17 +642,9 @@ async def _main(settings: Settings) -> int:
     return 0
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def run(settings: Settings) -> int:
     """Run the broker until SIGTERM/SIGINT; returns the process exit code."""
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     backend = settings.backend
     options: dict[str, Any] = {}
     if backend == "asyncio":
