@@ -42,7 +42,8 @@ _MONITORING_TAGS = frozenset({"monitoring", "administrator"})
 
 
 def not_authorised(reason: str) -> ApiError:
-    return ApiError(401, "not_authorized", reason, {"WWW-Authenticate": REALM})
+    """401 for a user who may not do this (RabbitMQ spells this one "not_authorised")."""
+    return ApiError(401, "not_authorised", reason, {"WWW-Authenticate": REALM})
 
 
 def server_of(request: Request) -> Server:
@@ -88,8 +89,9 @@ class BasicAuthMiddleware:
         if credentials is not None:
             user = self.server.users.authenticate(*credentials)
         if user is None:
-            error = not_authorised("Login failed")
-        elif not _MANAGEMENT_TAGS.intersection(user.tags):
+            # RabbitMQ spells a failed login "not_authorized", a refusal "not_authorised".
+            error = ApiError(401, "not_authorized", "Login failed", {"WWW-Authenticate": REALM})
+        elif not _MANAGEMENT_TAGS.intersection(user.tags):  # RabbitMQ: "not_authorised"
             error = not_authorised("Not management user")
         else:
             scope.setdefault("state", {})["user"] = user
@@ -135,4 +137,4 @@ def require_vhost(request: Request, vhost: str) -> None:
         raise ApiError(404, "Object Not Found", "Not Found")
     visible = visible_vhosts(request)
     if visible is not None and vhost not in visible:
-        raise not_authorised("Access refused.")
+        raise not_authorised("User not authorised to access virtual host")

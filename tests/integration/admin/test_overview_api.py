@@ -70,7 +70,7 @@ async def test_a_user_without_management_tags_is_refused(admin_server: Server) -
     async with httpx.AsyncClient(base_url=http_url(admin_server), auth=("app", "secret")) as app:
         response = await app.get("/api/overview")
     assert response.status_code == 401
-    assert response.json()["reason"] == "Not management user"
+    assert response.json() == {"error": "not_authorised", "reason": "Not management user"}
 
 
 async def test_unknown_paths_and_methods_get_rabbitmq_error_bodies(
