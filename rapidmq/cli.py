@@ -1,12 +1,13 @@
 """The ``rapidmq`` command.
 
 Each subcommand is one ``_add_<name>(subcommands)`` function that declares its
-arguments and sets ``run`` to a ``(args) -> exit code`` function; a new
-subcommand (``status``, ``list``, ``declare``, ...) is one more such function
-called from :func:`build_parser`.
+arguments and sets ``run`` to a ``(args) -> exit code`` function. ``serve`` is
+here; the admin commands (``status``, ``list``, ``declare``, ...) talk to the
+management HTTP API and live in :mod:`rapidmq.admin_cli.commands`.
 
-Exit codes: 0 success, 2 a usage or configuration error (one line on stderr,
-no traceback), otherwise what the command returns.
+Exit codes: 0 success, 1 the broker refused or could not be reached, 2 a usage
+or configuration error (one line on stderr, no traceback), otherwise what the
+command returns.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from importlib import metadata
+from typing import NoReturn
 
+from rapidmq.admin_cli.commands import add_admin_commands, add_global_options
 from rapidmq.config import CONFIG_ENV, SETTINGS, ConfigError, Settings, load_settings
 
 __all__ = ["build_parser", "main", "settings_from_args"]
@@ -50,20 +53,45 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser for ``rapidmq`` and all its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rapidmq",
         allow_abbrev=False,
         description=_DESCRIPTION,
         epilog="Run 'rapidmq COMMAND --help' for the flags of a command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # The connection options are listed below; spelling them all out here
+        # would bury the one thing the line is for, COMMAND.
+        usage="%(prog)s [-h] [--version] COMMAND ...",
     )
     parser.add_argument("--version", action="version", version=f"rapidmq {_version()}")
-    subcommands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    add_global_options(parser, suppress=False)
+    subcommands = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", prog="rapidmq"
+    )
     _add_serve(subcommands)
+    add_admin_commands(subcommands)
     return parser
 
 
-def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line, as every other error is.
+
+    The usage block argparse prints first would make a typo look like a crash
+    and hide the line that says what was wrong; ``--help`` still shows it.
+    ``serve`` keeps argparse's own form (``one_line = False``): its output is a
+    contract that supervisors and scripts already read.
+    """
+
+    one_line = True
+
+    def error(self, message: str) -> NoReturn:
+        if not self.one_line:
+            super().error(message)
+        hint = "" if self.prog == "rapidmq" else f"; see '{self.prog} --help'"
+        self.exit(EXIT_USAGE, f"rapidmq: error: {message}{hint}\n")
+
+
+def _add_serve(subcommands: argparse._SubParsersAction[_Parser]) -> None:
     serve = subcommands.add_parser(
         "serve",
         help="start the broker",
@@ -71,6 +99,7 @@ def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser])
         description=_SERVE_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    serve.one_line = False
     serve.add_argument(
         "--config",
         metavar="FILE",

@@ -235,8 +235,7 @@ def _render_connection(server: Server, conn: _Conn) -> dict[str, Any]:
             channel_max=handler.channel_max,
             frame_max=handler.frame_max,
             timeout=handler.heartbeat_s,
-            # The handshake does not keep the mechanism; PLAIN is the only one offered.
-            auth_mechanism="PLAIN",
+            auth_mechanism=handler.auth_mechanism,
             client_properties=properties,
         )
         provided = properties.get("connection_name")
@@ -255,16 +254,11 @@ def _render_connection(server: Server, conn: _Conn) -> dict[str, Any]:
 
 
 def _unconfirmed(channel: Channel | None) -> int:
-    # The channel keeps its confirm counters private; read them without changing anything.
-    if channel is None:
-        return 0
-    sent = int(getattr(channel, "_confirm_seq", 0))
-    return max(0, sent - int(getattr(channel, "_confirm_acked", 0)))
+    return 0 if channel is None else channel.unconfirmed
 
 
 def _mode(channel: Channel | None) -> str:
-    mode = getattr(channel, "_mode", None)
-    return str(getattr(mode, "value", "plain"))
+    return "plain" if channel is None else channel.mode
 
 
 def _render_channel(server: Server, chan: _Chan) -> dict[str, Any]:
@@ -428,8 +422,9 @@ async def delete_connection(request: Request) -> Response:
     if isinstance(handler, AMQPConnection):
         # Not shutdown(): that says "broker forced connection closure", the text of a
         # stopping broker; a management close carries the reason alone.
-        handler.reading_paused = False  # a blocked publisher's close-ok must be read
-        handler._send_connection_close(320, f"CONNECTION_FORCED - {reason}", 0, 0)
+        handler.force_close(f"CONNECTION_FORCED - {reason}", reason)
+    elif isinstance(handler, MQTTConnection):
+        handler.disconnect_by_admin(reason)
     else:
         conn.socket.shutdown()
     return no_content()

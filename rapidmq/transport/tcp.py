@@ -47,7 +47,7 @@ __all__ = [
     "open_listener",
 ]
 
-log = logging.getLogger("rapidmq.transport")
+log = logging.getLogger("rapidmq.connection")
 
 READ_PAUSE_BYTES = 4 << 20
 RECEIVE_BYTES = 256 << 10
@@ -58,7 +58,8 @@ class ConnectionHandler(Protocol):
 
     A handler may also have a ``reading_paused`` attribute: while it is true the
     reader stops reading (see the module docstring).  It is optional, so it is
-    read with ``getattr`` once per received chunk, never per message.
+    read with ``getattr`` once per received chunk, never per message.  A handler
+    with a ``local_address`` attribute is given the socket's local address.
     """
 
     closed: bool
@@ -146,6 +147,8 @@ class SocketConnection:
         self._wake_event = anyio.Event()
         self._drained_event = anyio.Event()
         self.handler = factory(peer, self._wake)
+        if hasattr(self.handler, "local_address"):
+            self.handler.local_address = self.local
 
     def _wake(self) -> None:
         self._wake_event.set()
@@ -163,7 +166,9 @@ class SocketConnection:
                 await self._reader()
                 tg.cancel_scope.cancel()
         except Exception:
-            log.exception("internal error on connection; closing it")
+            log.exception(
+                "internal error on connection %s:%s; closing it", self.peer[0], self.peer[1]
+            )
         finally:
             handler.connection_lost()
             with anyio.CancelScope(shield=True):

@@ -62,7 +62,7 @@ __all__ = [
     "websocket_factory",
 ]
 
-log = logging.getLogger("rapidmq.transport.websocket")
+log = logging.getLogger("rapidmq.connection")
 
 #: The subprotocols MQTT clients offer: "mqtt" (3.1.1 and 5) and "mqttv3.1" (older clients).
 MQTT_SUBPROTOCOLS: tuple[str, ...] = ("mqtt", "mqttv3.1")
@@ -133,6 +133,8 @@ class WebSocketHandler:
         self.inner_factory = inner_factory
         self.peer = peer
         self.peer_name = f"{peer[0]}:{peer[1]}"
+        #: The server's end of the socket; the transport sets it (None without a socket).
+        self.local_address: tuple[str, int] | None = None
         self.path = path
         self.subprotocols = subprotocols
         self.handshake_timeout_s = handshake_timeout_s
@@ -303,6 +305,8 @@ class WebSocketHandler:
         self.subprotocol = chosen
         self._state = _State.OPEN
         self.inner = self.inner_factory(self.peer, self._wake)
+        if hasattr(self.inner, "local_address"):
+            self.inner.local_address = self.local_address
         self._ws = Connection(ConnectionType.SERVER)
         if trailing:
             self._ws.receive_data(bytes(trailing))

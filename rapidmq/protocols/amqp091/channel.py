@@ -98,6 +98,16 @@ class Channel:
         self._tx_waits: deque[int] = deque()  # store batches of commits awaiting commit-ok
         self.session: Session = conn.core.open_session(self)
 
+    @property
+    def mode(self) -> str:
+        """``"plain"``, ``"confirm"`` (confirm.select) or ``"tx"`` (tx.select)."""
+        return self._mode.value
+
+    @property
+    def unconfirmed(self) -> int:
+        """Publishes in confirm mode not yet confirmed to the client."""
+        return self._confirm_seq - self._confirm_acked
+
     # -- DeliverySink ------------------------------------------------------------------
 
     def deliver(

@@ -45,6 +45,7 @@ from rapidmq.core.errors import (
     ResourceLocked,
     StorageFailed,
 )
+from rapidmq.logs import client_product, connection_closed, connection_opened
 from rapidmq.protocols.amqp091 import encode
 from rapidmq.protocols.amqp091.channel import Channel, ChannelState
 from rapidmq.protocols.amqp091.constants import PROTOCOL_HEADER
@@ -70,7 +71,9 @@ from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
 
 __all__ = ["REPLY_CODES", "AMQPConnection", "AMQPSettings"]  # AMQPSettings: see handshake.py
 
-log = logging.getLogger("rapidmq.amqp")
+log = logging.getLogger("rapidmq.connection")
+auth_log = logging.getLogger("rapidmq.auth")
+channel_log = logging.getLogger("rapidmq.channel")
 
 #: Core error -> (reply code, reply name), the one translation table of this front end.
 REPLY_CODES: dict[type[CoreError], tuple[int, str]] = {
@@ -116,6 +119,8 @@ class AMQPConnection(OutputBuffer):
         self.settings = settings
         self.peer = peer
         self.peer_name = f"{peer[0]}:{peer[1]}"
+        #: The server's end of the socket; the transport sets it (None without a socket).
+        self.local_address: tuple[str, int] | None = None
         self._clock = clock
         self._init_output(wake)
         self.parser = FrameParser(frame_max=max(settings.frame_max, FRAME_MIN_SIZE))
@@ -129,6 +134,7 @@ class AMQPConnection(OutputBuffer):
         self.user = ""
         self.vhost = ""
         self.client_properties: dict[str, Any] = {}
+        self.auth_mechanism = ""  # the SASL mechanism the client logged in with
         self.core: CoreConnection = None  # type: ignore[assignment]  # set on connection.open
         self.blocked = False
         self.reading_paused = False  # the transport stops reading while this is true
@@ -247,10 +253,10 @@ class AMQPConnection(OutputBuffer):
         if self.reading_paused:
             self._last_recv = now  # as in RabbitMQ, a blocked client's heartbeats are not due
         if now - self._last_recv > 2 * hb:
-            log.warning(
-                "closing AMQP connection %s: missed heartbeats from client, timeout: %ss",
-                self.peer_name,
-                hb,
+            connection_closed(
+                self,
+                f"missed heartbeats from client, timeout: {hb}s",
+                level=logging.WARNING,
             )
             self._finish("missed heartbeats")
             return 3600.0
@@ -263,17 +269,22 @@ class AMQPConnection(OutputBuffer):
     def connection_lost(self) -> None:
         """The socket is gone: release everything held in the core."""
         if self.state in (_State.OPEN, _State.CLOSING) and not self.closed:
-            log.info("AMQP connection %s closed by the peer", self.peer_name)
+            connection_closed(self, "client unexpectedly closed TCP connection")
         self._release()
         self.closed = True
 
     def shutdown(self, reason: str = "shutdown") -> None:
         """The broker is stopping: close with 320 CONNECTION_FORCED."""
+        self.force_close(
+            f"CONNECTION_FORCED - broker forced connection closure with reason '{reason}'", reason
+        )
+
+    def force_close(self, text: str, reason: str = "closed by the broker") -> None:
+        """Close with 320 CONNECTION_FORCED and ``text`` (e.g. from the management API)."""
         if self.closed:
             return
         self.reading_paused = False  # a blocked publisher's close-ok must be read
         if self.state is _State.OPEN:
-            text = f"CONNECTION_FORCED - broker forced connection closure with reason '{reason}'"
             self._send_connection_close(320, text, 0, 0)
         elif self.state is not _State.CLOSING:
             self._finish(reason)
@@ -347,10 +358,21 @@ class AMQPConnection(OutputBuffer):
         try:
             user = check_login(self.users, self.settings, self.peer[0], m.mechanism, raw)
         except LoginRefused as refused:
-            log.warning("AMQP login refused from %s: %s", self.peer_name, refused.log)
+            auth_log.warning(
+                "AMQP login refused from %s: %s",
+                self.peer_name,
+                refused.log,
+                extra={
+                    "event": "auth.refused",
+                    "protocol": "amqp",
+                    "client_address": self.peer_name,
+                    "mechanism": m.mechanism,
+                },
+            )
             self._refuse_login(refused.text)
             return
         self.user = user.name
+        self.auth_mechanism = str(m.mechanism)
         self.state = _State.TUNE
         tune = spec.Connection.Tune(
             channel_max=self.settings.channel_max,
@@ -392,17 +414,34 @@ class AMQPConnection(OutputBuffer):
             self.core = self.broker.connect(vhost, info)
         except CoreError as err:
             code, name = REPLY_CODES.get(type(err), (530, "NOT_ALLOWED"))
+            (auth_log if isinstance(err, AccessRefused) else log).warning(
+                "refusing AMQP connection %s (user '%s', vhost '%s'): %s",
+                self.peer_name,
+                self.user,
+                vhost,
+                err.text,
+                extra={
+                    "event": "connection.refused",
+                    "protocol": "amqp",
+                    "user": self.user,
+                    "vhost": vhost,
+                    "client_address": self.peer_name,
+                },
+            )
             self._connection_error(code, f"{name} - {err.text}", 10, 40)
             return
         self.vhost = vhost
         self.state = _State.OPEN
         encode.encode_method(self.out, 0, spec.Connection.OpenOk())
         self.wake()
-        log.info(
-            "accepting AMQP connection %s (user '%s', vhost '%s')",
-            self.peer_name,
-            self.user,
-            vhost,
+        connection_opened(
+            self,
+            protocol="AMQP",
+            client_address=self.peer_name,
+            user=self.user,
+            vhost=vhost,
+            product=client_product(self.client_properties),
+            connection_name=info.name,
         )
 
     # -- methods -------------------------------------------------------------------------
@@ -474,6 +513,7 @@ class AMQPConnection(OutputBuffer):
         elif state is _State.OPEN_WAIT and kind is spec.Connection.Open:
             self._open(method)
         elif kind is spec.Connection.Close:
+            connection_closed(self, "closed by client")
             self._release()
             encode.encode_method(self.out, 0, spec.Connection.CloseOk())
             self._finish("closed by client")
@@ -508,6 +548,25 @@ class AMQPConnection(OutputBuffer):
                 code, text = 530, f"NOT_ALLOWED - {err.text}"
             self._connection_error(code, text, class_id, method_id)
             return
+        channel_log.warning(
+            "channel error on AMQP connection %s (user '%s', vhost '%s'), channel %s: %s",
+            self.peer_name,
+            self.user,
+            self.vhost,
+            channel.id,
+            text,
+            extra={
+                "event": "channel.error",
+                "protocol": "amqp",
+                "user": self.user,
+                "vhost": self.vhost,
+                "client_address": self.peer_name,
+                "channel": channel.id,
+                "reply_code": code,
+                "class_id": class_id,
+                "method_id": method_id,
+            },
+        )
         channel.flush_confirms()
         self.confirms_pending.discard(channel)
         channel.close_session()
@@ -532,6 +591,7 @@ class AMQPConnection(OutputBuffer):
         self._send_connection_close(code, text, class_id, method_id)
 
     def _send_connection_close(self, code: int, text: str, class_id: int, method_id: int) -> None:
+        connection_closed(self, text, level=logging.INFO if code == 320 else logging.WARNING)
         self._release()
         method = spec.Connection.Close(
             reply_code=code, reply_text=text[:255], class_id=class_id, method_id=method_id
@@ -552,6 +612,7 @@ class AMQPConnection(OutputBuffer):
             core.close()
 
     def _finish(self, reason: str) -> None:
+        connection_closed(self, reason)
         self._release()
         self.closed = True
         self.wake()

@@ -33,6 +33,7 @@ from rapidmq.auth.users import UserStore
 from rapidmq.core.api import ClientInfo
 from rapidmq.core.broker import Broker
 from rapidmq.core.errors import CoreError
+from rapidmq.logs import connection_closed, connection_opened
 from rapidmq.protocols.mqtt.codec import (
     MQTTParser,
     encode_ack,
@@ -72,7 +73,7 @@ from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
 
 __all__ = ["MQTTConnection", "MQTTSettings"]
 
-log = logging.getLogger("rapidmq.mqtt")
+log = logging.getLogger("rapidmq.connection")
 
 DEFAULT_MAX_PACKET_SIZE = 268435455
 NEVER_EXPIRES = 0xFFFFFFFF
@@ -120,6 +121,8 @@ class MQTTConnection(OutputBuffer):
         self.settings = settings
         self.peer = peer
         self.peer_name = f"{peer[0]}:{peer[1]}"
+        #: The server's end of the socket; the transport sets it (None without a socket).
+        self.local_address: tuple[str, int] | None = None
         self._clock = clock
         self._init_output(wake)
         self.closed = False
@@ -206,11 +209,7 @@ class MQTTConnection(OutputBuffer):
             return min(keep_alive, 1.0)
         deadline = self._last_recv + 1.5 * keep_alive
         if now >= deadline:
-            log.warning(
-                "closing MQTT connection %s (client '%s'): keep-alive timeout",
-                self.peer_name,
-                self.client_id,
-            )
+            connection_closed(self, "keep-alive timeout", level=logging.WARNING)
             self._close(ReasonCode.KEEP_ALIVE_TIMEOUT, publish_will=True)
             return 3600.0
         return deadline - now
@@ -218,16 +217,25 @@ class MQTTConnection(OutputBuffer):
     def connection_lost(self) -> None:
         """The socket is gone: an abnormal end unless the connection already closed."""
         if not self.closed:
+            connection_closed(self, "client unexpectedly closed TCP connection")
             self._close(None, publish_will=True)
 
     def shutdown(self) -> None:
         """The broker is stopping: DISCONNECT 0x8B (MQTT 5) and close; no will."""
         if not self.closed:
+            connection_closed(self, "broker shutting down")
             self._close(ReasonCode.SERVER_SHUTTING_DOWN, publish_will=False)
+
+    def disconnect_by_admin(self, reason: str) -> None:
+        """An operator closed this connection: DISCONNECT 0x98 (MQTT 5), will published."""
+        if not self.closed:
+            connection_closed(self, reason)
+            self._close(ReasonCode.ADMINISTRATIVE_ACTION, publish_will=True)
 
     def take_over(self) -> None:
         """Another connection took this client id: close, publishing the will."""
         if not self.closed:
+            connection_closed(self, "client id taken over by another connection")
             self._close(ReasonCode.SESSION_TAKEN_OVER, publish_will=True)
 
     def set_resource_alarms(self, alarms: tuple[str, ...]) -> None:
@@ -366,7 +374,12 @@ class MQTTConnection(OutputBuffer):
         mqtt = self.mqtt
         previous = mqtt.connections.get(key)
         if previous is not None:
-            log.info("MQTT client '%s' taken over by %s", client_id, self.peer_name)
+            log.info(
+                "MQTT client '%s' taken over by %s",
+                client_id,
+                self.peer_name,
+                extra={"event": "connection.takeover", "client_id": client_id},
+            )
             previous.take_over()
         session = mqtt.resume_session(key)
         if session is not None and c.clean_start:
@@ -396,18 +409,31 @@ class MQTTConnection(OutputBuffer):
                 ),
             )
         self.send(ConnAck(present, 0, connack_props))
-        log.info(
-            "accepting MQTT connection %s (client '%s', user '%s', vhost '%s')",
-            self.peer_name,
-            client_id,
-            login.user,
-            login.vhost,
+        connection_opened(
+            self,
+            protocol="MQTT",
+            client_address=self.peer_name,
+            user=login.user,
+            vhost=login.vhost,
+            product=client_id,
+            connection_name=client_id,
+            client_id=client_id,
+            protocol_level=level,
         )
         session.attach(self, level, props.receive_maximum or 65535 if level == MQTT_5 else 65535)
         mqtt.record(session)  # connected: no expiry deadline while it stays
 
     def _refuse(self, refusal: Refusal) -> None:
-        log.warning("refusing MQTT connection %s: %s", self.peer_name, refusal.text)
+        log.warning(
+            "refusing MQTT connection %s: %s",
+            self.peer_name,
+            refusal.text,
+            extra={
+                "event": "connection.refused",
+                "protocol": "mqtt",
+                "client_address": self.peer_name,
+            },
+        )
         props = None
         if self.level == MQTT_5:
             props = MQTTProperties(reason_string=refusal.text)
@@ -426,11 +452,13 @@ class MQTTConnection(OutputBuffer):
             expiry = props.session_expiry_interval
             session.expiry_s = None if expiry == NEVER_EXPIRES else expiry
         with_will = d.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
+        connection_closed(self, "client sent DISCONNECT")
         self._close(None, publish_will=with_will)
 
     def protocol_violation(self, text: str, code: int = ReasonCode.PROTOCOL_ERROR) -> None:
         """Close this connection for breaking MQTT (DISCONNECT with ``code`` in MQTT 5)."""
-        log.warning("closing MQTT connection %s: %s", self.peer_name, text)
+        if not connection_closed(self, text, level=logging.WARNING):
+            log.warning("closing MQTT connection %s: %s", self.peer_name, text)
         self._close(code, publish_will=True, text=text)
 
     def _protocol_error(self, err: MQTTProtocolError) -> None:
@@ -484,6 +512,7 @@ class MQTTConnection(OutputBuffer):
         self._finish()
 
     def _finish(self) -> None:
+        connection_closed(self, "closed")
         self.state = _State.CLOSED
         self.closed = True
         self.wake()

@@ -25,7 +25,7 @@ from rapidmq.protocols.mqtt.topics import validate_topic_name
 
 __all__ = ["Login", "Refusal", "assign_client_id", "check_will", "log_in"]
 
-log = logging.getLogger("rapidmq.mqtt")
+log = logging.getLogger("rapidmq.auth")
 
 
 @dataclass(slots=True, frozen=True)
@@ -73,9 +73,20 @@ def log_in(
     name = connect.username
     if name is None:
         if not allow_anonymous or connect.password is not None:
+            log.warning(
+                "MQTT login refused from %s: no user name",
+                peer_host,
+                extra=_refused_fields("", peer_host),
+            )
             return BAD_LOGIN
         name, password = anonymous_user, anonymous_pass
     elif connect.password is None:
+        log.warning(
+            "MQTT login refused for user '%s' from %s: no password",
+            name,
+            peer_host,
+            extra=_refused_fields(name, peer_host),
+        )
         return BAD_LOGIN
     else:
         password = connect.password.decode("utf-8", "replace")
@@ -83,10 +94,20 @@ def log_in(
     if ":" in name:
         vhost, name = name.split(":", 1)
     if users.authenticate(name, password) is None:
-        log.warning("MQTT login refused for user '%s' from %s", name, peer_host)
+        log.warning(
+            "MQTT login refused for user '%s' from %s",
+            name,
+            peer_host,
+            extra=_refused_fields(name, peer_host, vhost),
+        )
         return BAD_LOGIN
     if name in loopback_users and not is_loopback(peer_host):
-        log.warning("user '%s' may only connect via localhost (from %s)", name, peer_host)
+        log.warning(
+            "user '%s' may only connect via localhost (from %s)",
+            name,
+            peer_host,
+            extra=_refused_fields(name, peer_host, vhost),
+        )
         return Refusal(
             ReasonCode.NOT_AUTHORIZED,
             ConnAckCode311.NOT_AUTHORIZED,
@@ -97,6 +118,19 @@ def log_in(
             ReasonCode.NOT_AUTHORIZED, ConnAckCode311.NOT_AUTHORIZED, f"vhost '{vhost}' not found"
         )
     return Login(name, vhost)
+
+
+def _refused_fields(user: str, peer_host: str, vhost: str = "") -> dict[str, str]:
+    # The structured fields of a refused login: never the password.
+    fields = {
+        "event": "auth.refused",
+        "protocol": "mqtt",
+        "user": user,
+        "client_address": peer_host,
+    }
+    if vhost:
+        fields["vhost"] = vhost
+    return fields
 
 
 def assign_client_id(connect: Connect) -> tuple[str, bool] | Refusal:

@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from rapidmq.core.errors import CoreError
+from rapidmq.core.errors import AccessRefused, CoreError
 from rapidmq.protocols.mqtt.errors import InvalidTopic
 from rapidmq.protocols.mqtt.login import is_utf8
 from rapidmq.protocols.mqtt.mapping import publish_to_message
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PublishHandler"]
 
-log = logging.getLogger("rapidmq.mqtt")
+log = logging.getLogger("rapidmq.connection")
+auth_log = logging.getLogger("rapidmq.auth")
 
 _VALID_TOPICS_KEPT = 1024
 
@@ -122,7 +123,9 @@ class PublishHandler:
         try:
             result = conn.mqtt.publish(session.core_session, topic, message, p.retain)
         except CoreError as err:
-            log.warning("MQTT publish to '%s' refused: %s", topic, err.text)
+            (auth_log if isinstance(err, AccessRefused) else log).warning(
+                "MQTT publish to '%s' refused: %s", topic, err.text
+            )
             if qos and conn.level == MQTT_5:
                 kind = PacketType.PUBACK if qos == 1 else PacketType.PUBREC
                 self._ack(kind, packet_id, reason_for(err))
@@ -151,7 +154,9 @@ class PublishHandler:
         try:
             result = conn.mqtt.publish(session.core_session, topic, message, retain)
         except CoreError as err:
-            log.warning("MQTT publish to '%s' refused: %s", topic, err.text)
+            (auth_log if isinstance(err, AccessRefused) else log).warning(
+                "MQTT publish to '%s' refused: %s", topic, err.text
+            )
             self._ack(PacketType.PUBCOMP, packet_id, 0)
             return
         self.published += 1

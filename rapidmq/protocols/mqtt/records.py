@@ -49,7 +49,7 @@ __all__ = [
     "SubscriptionRecord",
 ]
 
-log = logging.getLogger("rapidmq.mqtt")
+log = logging.getLogger("rapidmq.storage")
 
 
 @dataclass(slots=True, frozen=True)
