@@ -27,7 +27,7 @@ import email.policy
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -36,15 +36,14 @@ from starlette.routing import BaseRoute, Route
 
 from rapidmq import __version__
 from rapidmq.admin.auth import require_administrator, server_of
+from rapidmq.admin.resources import management_session
 from rapidmq.admin.util import ApiError, bad_request, flag, no_content, path_name, respond
 from rapidmq.auth.permissions import Permission, TopicPermission
 from rapidmq.auth.users import HASHING_ALGORITHM, User, hash_password
-from rapidmq.core.api import ClientInfo
 from rapidmq.core.errors import NotFound
 from rapidmq.core.exchange import Exchange
 
 if TYPE_CHECKING:
-    from rapidmq.core.message import Message
     from rapidmq.core.queue import Queue
     from rapidmq.core.session import Session
     from rapidmq.core.vhost import VirtualHost
@@ -301,21 +300,6 @@ def _tags(value: Any, section: str) -> tuple[str, ...] | None:
 # -- applying ----------------------------------------------------------------------------
 
 
-class _NoDeliveries:
-    """The sink of the import's internal session, which never consumes."""
-
-    def deliver(
-        self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message
-    ) -> None:
-        pass
-
-    def consumer_cancelled(self, consumer_tag: str) -> None:
-        pass
-
-    def writable(self) -> bool:
-        return True
-
-
 class _Import:
     """One import: applies sections in dependency order and counts what it did."""
 
@@ -325,6 +309,7 @@ class _Import:
         self.counts: dict[str, int] = {}
         self.skipped: list[str] = []
         self._sessions: dict[str, Session] = {}
+        self._stack = ExitStack()
 
     def _count(self, section: str) -> None:
         self.counts[section] = self.counts.get(section, 0) + 1
@@ -335,21 +320,21 @@ class _Import:
     @contextmanager
     def connected(self) -> Iterator[None]:
         """Close every internal connection opened, whatever happens in between."""
-        try:
-            yield
-        finally:
-            for session in self._sessions.values():
-                session.connection.close()
-            self._sessions.clear()
+        with ExitStack() as stack:
+            self._stack = stack
+            try:
+                yield
+            finally:
+                self._sessions.clear()
 
     def _session(self, vhost: str, section: str) -> Session:
         session = self._sessions.get(vhost)
         if session is None:
             if self.server.broker.vhost(vhost) is None:
                 raise bad_request(f"{section}: vhost '{vhost}' does not exist")
-            client = ClientInfo(protocol="http", peer="management", user=self.actor)
-            connection = self.server.broker.connect(vhost, client)
-            session = connection.open_session(_NoDeliveries())
+            session = self._stack.enter_context(
+                management_session(self.server.broker, vhost, self.actor)
+            )
             self._sessions[vhost] = session
         return session
 

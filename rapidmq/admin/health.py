@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rapidmq.admin.auth import current_user, require_vhost, server_of
+from rapidmq.admin.auth import require_vhost, server_of
+from rapidmq.admin.resources import internal_session
 from rapidmq.admin.util import bad_request, path_name, respond
-from rapidmq.core.api import ClientInfo
 from rapidmq.core.message import Message
 
 if TYPE_CHECKING:
@@ -154,21 +154,6 @@ async def certificate_expiration(request: Request) -> Response:
     return _ok()
 
 
-class _NoDeliveries:
-    """The sink of the aliveness test's session, which only ever gets, never consumes."""
-
-    def deliver(
-        self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message
-    ) -> None:
-        raise AssertionError("the aliveness test has no consumer")
-
-    def consumer_cancelled(self, consumer_tag: str) -> None:
-        pass
-
-    def writable(self) -> bool:
-        return True
-
-
 async def aliveness_test(request: Request) -> Response:
     """Declare ``aliveness-test``, publish to it, get the message back, as RabbitMQ does.
 
@@ -177,17 +162,10 @@ async def aliveness_test(request: Request) -> Response:
     """
     vhost = path_name(request, "vhost")
     require_vhost(request, vhost)
-    server = server_of(request)
-    user = current_user(request)
-    info = ClientInfo(protocol="http", peer="management", user=user.name)
-    connection = server.broker.connect(vhost, info)
-    try:
-        session = connection.open_session(_NoDeliveries())
+    with internal_session(request, vhost) as session:
         session.declare_queue(ALIVENESS_QUEUE)
         session.publish(Message("", ALIVENESS_QUEUE, ALIVENESS_BODY))
         got = session.get(ALIVENESS_QUEUE, no_ack=True)
-    finally:
-        connection.close()
     if got is None or got.message.body != ALIVENESS_BODY:
         return respond({"status": "failed", "reason": "aliveness test failed"}, 500)
     return respond({"status": "ok"})

@@ -27,13 +27,13 @@ from starlette.requests import Request
 
 from rapidmq.admin.auth import current_user, require_vhost, server_of, visible_vhosts
 from rapidmq.admin.util import ApiError, jsonable, path_name
-from rapidmq.core.api import ClientInfo
+from rapidmq.core.api import ClientInfo, NoDeliveries
 from rapidmq.core.errors import AccessRefused, CoreError
 from rapidmq.core.exchange import Binding, Exchange
-from rapidmq.core.message import Message
 from rapidmq.protocols.amqp091.connection import REPLY_CODES
 
 if TYPE_CHECKING:
+    from rapidmq.core.broker import Broker
     from rapidmq.core.queue import Queue
     from rapidmq.core.session import Session
     from rapidmq.core.vhost import VirtualHost
@@ -50,6 +50,7 @@ __all__ = [
     "internal_session",
     "log",
     "log_change",
+    "management_session",
     "properties_key",
     "refuse_access",
     "vhost_of",
@@ -62,38 +63,29 @@ log = logging.getLogger("rapidmq.admin")
 DEFAULT_EXCHANGE_ALIAS = "amq.default"
 
 
-class _NoDeliveries:
-    """The sink of an internal session: it never consumes, so nothing arrives."""
+@contextmanager
+def management_session(broker: Broker, vhost: str, user: str) -> Iterator[Session]:
+    """A session of a management connection to ``vhost`` on behalf of ``user``, closed on exit.
 
-    def deliver(
-        self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message
-    ) -> None:
-        return None
-
-    def consumer_cancelled(self, consumer_tag: str) -> None:
-        return None
-
-    def writable(self) -> bool:
-        return True
+    The caller must not await inside the ``with`` block: the connection
+    exists only between two event-loop steps, so it never shows in listings.
+    Closing it requeues whatever the session took and did not settle, as a
+    client's disconnect would.
+    """
+    connection = broker.connect(
+        vhost, ClientInfo(protocol="http", peer="management", name="management", user=user)
+    )
+    try:
+        yield connection.open_session(NoDeliveries())
+    finally:
+        connection.close()
 
 
 @contextmanager
 def internal_session(request: Request, vhost: str) -> Iterator[Session]:
-    """A session of a management connection to ``vhost``, closed on exit.
-
-    The caller must not await inside the ``with`` block: the connection
-    exists only between two event-loop steps.  Closing it requeues whatever
-    the session took and did not settle, as a client's disconnect would.
-    """
-    user = current_user(request)
-    broker = server_of(request).broker
-    connection = broker.connect(
-        vhost, ClientInfo(protocol="http", peer="management", name="management", user=user.name)
-    )
-    try:
-        yield connection.open_session(_NoDeliveries())
-    finally:
-        connection.close()
+    """:func:`management_session` for the user who sent ``request``."""
+    with management_session(server_of(request).broker, vhost, current_user(request).name) as s:
+        yield s
 
 
 def log_change(request: Request, action: str) -> None:

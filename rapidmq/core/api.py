@@ -17,6 +17,7 @@ __all__ = [
     "ClientInfo",
     "DeliverySink",
     "GetResult",
+    "NoDeliveries",
     "PublishResult",
     "QueueDeclareResult",
 ]
@@ -39,6 +40,21 @@ class DeliverySink(Protocol):
         The core stops delivering to this session's consumers while it is
         False; the front end calls :meth:`Session.resume` once it drains.
         """
+
+
+class NoDeliveries:
+    """The sink of a session that never consumes (publishing wills, the management API)."""
+
+    def deliver(
+        self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message
+    ) -> None:
+        return None
+
+    def consumer_cancelled(self, consumer_tag: str) -> None:
+        return None
+
+    def writable(self) -> bool:
+        return True
 
 
 @dataclass(slots=True, frozen=True)

@@ -290,6 +290,8 @@ def lifecycle_run() -> Iterator[list[str]]:
                     held.close()
             with contextlib.suppress(pika.exceptions.AMQPError):
                 left_open.close()  # the broker closed it already: only the socket is left
+            for conn in (left_open, dropped):
+                conn._impl.ioloop.close()  # its wake-up socket pair, which pika leaves open
 
 
 def test_every_way_of_ending_logs_exactly_one_close(lifecycle_run: list[str]) -> None:

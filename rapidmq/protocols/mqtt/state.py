@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rapidmq.core.api import ClientInfo, PublishResult
+from rapidmq.core.api import ClientInfo, NoDeliveries, PublishResult
 from rapidmq.core.broker import Broker
 from rapidmq.core.errors import CoreError
 from rapidmq.core.message import Message
@@ -58,21 +58,6 @@ class PendingWill:
     vhost: str
     origin: str
     will: Will
-
-
-class _NoDeliveries:
-    """The sink of the sessions that only publish wills."""
-
-    def deliver(
-        self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Any
-    ) -> None:
-        pass
-
-    def consumer_cancelled(self, consumer_tag: str) -> None:
-        pass
-
-    def writable(self) -> bool:
-        return True
 
 
 class MQTTState:
@@ -282,7 +267,7 @@ class MQTTState:
         if session is None or session.closed:
             info = ClientInfo(protocol="mqtt", peer="internal", name="mqtt-wills")
             core = self.broker.connect(vhost, info)
-            session = self._publishers[vhost] = core.open_session(_NoDeliveries())
+            session = self._publishers[vhost] = core.open_session(NoDeliveries())
         return session
 
     # -- time --------------------------------------------------------------------------

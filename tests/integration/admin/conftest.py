@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gc
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -31,3 +32,10 @@ async def api(admin_server: Server) -> AsyncIterator[httpx.AsyncClient]:
         base_url=http_url(admin_server), auth=("guest", "guest"), timeout=10.0
     ) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after each test, so a client left unclosed fails the test that leaked it."""
+    yield
+    gc.collect()
