@@ -67,6 +67,15 @@ class Settings:
     mqtt_ws_port: int | None = 15675
     http_port: int | None = 15672
     prometheus_port: int | None = None
+    amqps_port: int | None = 5671
+    mqtts_port: int | None = 8883
+    mqtt_wss_port: int | None = 15676
+    https_port: int | None = None
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_verify_peer: bool = False
+    tls_fail_if_no_peer_cert: bool = False
     bind: str = "0.0.0.0"
     data_dir: str = "./rapidmq-data"
     storage: Storage = "rocksdb"
@@ -85,6 +94,9 @@ class Settings:
     memory_high_watermark: str = "0.4"
     disk_free_limit: str = "50MB"
     cluster_name: str = ""
+    auth_backends: tuple[str, ...] = ("internal",)
+    login_failure_limit: int = 10
+    audit_log: str = ""
 
 
 class _Invalid(Exception):
@@ -168,6 +180,32 @@ def _size(value: object) -> object:
     return str(value).strip()
 
 
+def _flag(value: object) -> object:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0"):
+        return False
+    raise _Invalid("must be true or false")
+
+
+def _path_or_empty(value: object) -> object:
+    if isinstance(value, str):
+        return value.strip()
+    raise _Invalid("must be a file path")
+
+
+def _backends(value: object) -> object:
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        names = tuple(item.strip().lower() for item in value if item.strip())
+        if names and all(name in ("internal", "ldap") for name in names):
+            return names
+    raise _Invalid('must be a comma-separated list of "internal" and "ldap", in the order tried')
+
+
 def _names(value: object) -> object:
     if isinstance(value, str):
         if value.strip().lower() == "none":
@@ -204,6 +242,8 @@ class SettingInfo:
         value = self.default
         if value is None:
             return "off"
+        if isinstance(value, bool):
+            return "true" if value else "false"
         if isinstance(value, tuple):
             return ",".join(value) or "none"
         return str(value)
@@ -230,6 +270,49 @@ SETTINGS: tuple[SettingInfo, ...] = (
         "extra listener serving only /metrics; off = disabled (/metrics is on the HTTP port too)",
         _port,
         "PORT",
+    ),
+    SettingInfo(
+        "amqps_port",
+        "AMQP over TLS listener port (on when tls_cert and tls_key are set); off = disabled",
+        _port,
+        "PORT",
+    ),
+    SettingInfo(
+        "mqtts_port",
+        "MQTT over TLS listener port (on when tls_cert and tls_key are set); off = disabled",
+        _port,
+        "PORT",
+    ),
+    SettingInfo(
+        "mqtt_wss_port",
+        "MQTT over secure WebSocket port, path /ws (on when tls_cert and tls_key are set)",
+        _port,
+        "PORT",
+    ),
+    SettingInfo(
+        "https_port",
+        "management API over TLS (needs tls_cert and tls_key); off = disabled",
+        _port,
+        "PORT",
+    ),
+    SettingInfo(
+        "tls_cert", "server certificate chain (PEM) for the TLS listeners", _path_or_empty, "FILE"
+    ),
+    SettingInfo("tls_key", "private key (PEM) of tls_cert", _path_or_empty, "FILE"),
+    SettingInfo(
+        "tls_ca",
+        "CA certificates (PEM) that client certificates are checked against",
+        _path_or_empty,
+        "FILE",
+    ),
+    SettingInfo(
+        "tls_verify_peer", "ask TLS clients for a certificate and verify it", _flag, "BOOL"
+    ),
+    SettingInfo(
+        "tls_fail_if_no_peer_cert",
+        "refuse TLS clients that send no certificate (with tls_verify_peer)",
+        _flag,
+        "BOOL",
     ),
     SettingInfo("bind", "address every listener binds", _text, "ADDRESS"),
     SettingInfo("data_dir", "directory for durable state", _text, "DIR"),
@@ -297,6 +380,24 @@ SETTINGS: tuple[SettingInfo, ...] = (
         _text,
         "NAME",
     ),
+    SettingInfo(
+        "auth_backends",
+        "where logins are checked, in order: internal, ldap (e.g. internal,ldap)",
+        _backends,
+        "NAMES",
+    ),
+    SettingInfo(
+        "login_failure_limit",
+        "failed logins a source address may make per minute before it is refused; 0 = no limit",
+        _int_in(0, 1_000_000),
+        "N",
+    ),
+    SettingInfo(
+        "audit_log",
+        "file that audit events are appended to as JSON lines; empty = the log only",
+        _path_or_empty,
+        "FILE",
+    ),
 )
 
 _BY_NAME: dict[str, SettingInfo] = {info.name: info for info in SETTINGS}
@@ -309,7 +410,18 @@ _TABLE_ALIASES: dict[str, dict[str, str]] = {
         "mqtt_ws": "mqtt_ws_port",
         "http": "http_port",
         "prometheus": "prometheus_port",
+        "amqps": "amqps_port",
+        "mqtts": "mqtts_port",
+        "mqtt_wss": "mqtt_wss_port",
+        "https": "https_port",
         "bind": "bind",
+    },
+    "tls": {
+        "cert": "tls_cert",
+        "key": "tls_key",
+        "ca": "tls_ca",
+        "verify_peer": "tls_verify_peer",
+        "fail_if_no_peer_cert": "tls_fail_if_no_peer_cert",
     },
 }
 
@@ -429,9 +541,28 @@ def _line_of(text: str, table: str, key: str) -> str:
     return "?"
 
 
+TLS_PORTS = ("amqps_port", "mqtts_port", "mqtt_wss_port", "https_port")
+
+
+def tls_enabled(settings: Settings) -> bool:
+    """True when a certificate and key are configured, which turns the TLS listeners on."""
+    return bool(settings.tls_cert and settings.tls_key)
+
+
 def _check_ports(settings: Settings) -> None:
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError(
+            "tls_cert and tls_key go together; give both (--tls-cert FILE --tls-key FILE)"
+        )
+    if settings.https_port is not None and not tls_enabled(settings):
+        raise ConfigError("https_port needs a certificate; give --tls-cert FILE --tls-key FILE")
+    if settings.tls_fail_if_no_peer_cert and not settings.tls_verify_peer:
+        raise ConfigError("tls_fail_if_no_peer_cert needs --tls-verify-peer true")
+    names = ["amqp_port", "mqtt_port", "mqtt_ws_port", "http_port", "prometheus_port"]
+    if tls_enabled(settings):
+        names += TLS_PORTS
     seen: dict[int, str] = {}
-    for name in ("amqp_port", "mqtt_port", "mqtt_ws_port", "http_port", "prometheus_port"):
+    for name in names:
         port = getattr(settings, name)
         if not port:  # off, or a free port chosen by the OS
             continue

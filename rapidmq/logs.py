@@ -65,6 +65,7 @@ CATEGORIES: dict[str, str] = {
     "rapidmq.auth": "auth",
     "rapidmq.storage": "storage",
     "rapidmq.admin": "admin",
+    "rapidmq.audit": "audit",
 }
 
 #: Libraries that are quiet (WARNING and up) unless the broker runs at debug level.

@@ -41,6 +41,7 @@ import anyio
 import anyio.abc
 
 from rapidmq.admin.rates import SAMPLE_S, RateSampler
+from rapidmq.audit import configure_audit_file
 from rapidmq.auth.permissions import Permission, PermissionStore
 from rapidmq.auth.users import UserStore
 from rapidmq.config import Settings
@@ -645,6 +646,16 @@ async def _main(settings: Settings) -> int:
 def run(settings: Settings) -> int:
     """Run the broker until SIGTERM/SIGINT; returns the process exit code."""
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        configure_audit_file(settings.audit_log)
+    except OSError as err:
+        print(
+            f"rapidmq: cannot open the audit log {settings.audit_log}: "
+            f"{err.strerror or err}; fix --audit-log",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     backend = settings.backend
     options: dict[str, Any] = {}
     if backend == "asyncio":

@@ -19,6 +19,22 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "prometheus_port": ("9419", "9419", 9419),
     "log_format": ("JSON", '"json"', "json"),
     "cluster_name": ("prod-eu", '"prod-eu"', "prod-eu"),
+    "amqps_port": ("5681", "5681", 5681),
+    "mqtts_port": ("off", '"off"', None),
+    "mqtt_wss_port": ("15686", "15686", 15686),
+    "https_port": ("off", '"off"', None),
+    "tls_cert": ("/etc/rapidmq/cert.pem", '"/etc/rapidmq/cert.pem"', "/etc/rapidmq/cert.pem"),
+    "tls_key": ("/etc/rapidmq/key.pem", '"/etc/rapidmq/key.pem"', "/etc/rapidmq/key.pem"),
+    "tls_ca": ("/etc/rapidmq/ca.pem", '"/etc/rapidmq/ca.pem"', "/etc/rapidmq/ca.pem"),
+    "tls_verify_peer": ("true", "true", True),
+    "tls_fail_if_no_peer_cert": ("true", "true", True),
+    "auth_backends": ("internal, LDAP", '["internal", "ldap"]', ("internal", "ldap")),
+    "login_failure_limit": ("0", "0", 0),
+    "audit_log": (
+        "/var/log/rapidmq/audit.jsonl",
+        '"/var/log/rapidmq/audit.jsonl"',
+        "/var/log/rapidmq/audit.jsonl",
+    ),
     "bind": ("127.0.0.1", '"127.0.0.1"', "127.0.0.1"),
     "data_dir": ("/var/lib/rapidmq", '"/var/lib/rapidmq"', "/var/lib/rapidmq"),
     "backend": ("asyncio", '"asyncio"', "asyncio"),
@@ -58,6 +74,18 @@ def test_defaults_are_the_documented_ones() -> None:
         "prometheus_port": None,
         "log_format": "text",
         "cluster_name": "",
+        "amqps_port": 5671,
+        "mqtts_port": 8883,
+        "mqtt_wss_port": 15676,
+        "https_port": None,
+        "tls_cert": "",
+        "tls_key": "",
+        "tls_ca": "",
+        "tls_verify_peer": False,
+        "tls_fail_if_no_peer_cert": False,
+        "auth_backends": ("internal",),
+        "login_failure_limit": 10,
+        "audit_log": "",
         "bind": "0.0.0.0",
         "data_dir": "./rapidmq-data",
         "backend": "trio",
@@ -83,16 +111,38 @@ def test_samples_cover_every_setting() -> None:
     assert sorted(SAMPLES) == sorted(field.name for field in dataclasses.fields(Settings))
 
 
+# Settings that are only valid with another one, given as a flag alongside.
+COMPANIONS: dict[str, dict[str, str]] = {
+    "tls_cert": {"tls_key": "/etc/rapidmq/key.pem"},
+    "tls_key": {"tls_cert": "/etc/rapidmq/cert.pem"},
+    "tls_fail_if_no_peer_cert": {"tls_verify_peer": "true"},
+}
+COMPANION_VALUES: dict[str, object] = {
+    "tls_key": "/etc/rapidmq/key.pem",
+    "tls_cert": "/etc/rapidmq/cert.pem",
+    "tls_verify_peer": True,
+}
+
+
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_every_setting_has_a_flag_an_env_variable_and_a_toml_key(name: str, tmp_path: Path) -> None:
     raw, toml_value, parsed = SAMPLES[name]
     info = next(info for info in SETTINGS if info.name == name)
     assert (info.flag, info.env) == ("--" + name.replace("_", "-"), "RAPIDMQ_" + name.upper())
-    expected = dataclasses.replace(Settings(), **{name: parsed})
+    companions = COMPANIONS.get(name, {})
+    expected = dataclasses.replace(
+        Settings(), **{key: COMPANION_VALUES[key] for key in companions}, **{name: parsed}
+    )
     file = write(tmp_path, f"{name} = {toml_value}\n")
-    assert load_settings({name: raw}, {}, None) == expected
-    assert load_settings({}, {info.env: raw}, None) == expected
-    assert load_settings({}, {}, file) == expected
+    assert load_settings({**companions, name: raw}, {}, None) == expected
+    assert load_settings(companions, {info.env: raw}, None) == expected
+    assert load_settings(companions, {}, file) == expected
+
+
+def test_tls_settings_that_need_each_other_are_refused_alone() -> None:
+    assert "give both" in config_error({"tls_cert": "/c.pem"}, {}, None)
+    assert "needs a certificate" in config_error({"https_port": "15671"}, {}, None)
+    assert "--tls-verify-peer" in config_error({"tls_fail_if_no_peer_cert": "true"}, {}, None)
 
 
 def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
