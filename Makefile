@@ -16,13 +16,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/rapidmq serve $(ARGS)
 
-# Debian tools the compat tests drive (amqp-tools, mosquitto-clients); skipped tests say
-# so if this fails.
+# Debian tools the tests drive (amqp-tools, mosquitto-clients, a real slapd); skipped
+# tests say so if this fails.
 system-deps:
-	@{ command -v amqp-publish && command -v mosquitto_pub; } >/dev/null 2>&1 || \
-	  { (apt-get update -qq && apt-get install -y -qq amqp-tools mosquitto-clients) \
-	      >/dev/null 2>&1 || \
-	    echo "note: could not install amqp-tools or mosquitto-clients; their tests will be skipped"; }
+	@{ command -v amqp-publish && command -v mosquitto_pub && command -v slapd; } >/dev/null 2>&1 || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	       amqp-tools mosquitto-clients slapd ldap-utils) >/dev/null 2>&1 || \
+	    echo "note: could not install amqp-tools, mosquitto-clients or slapd; their tests will be skipped"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check rapidmq tests compat-tests bench

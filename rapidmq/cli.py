@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import NoReturn
 
+from rapidmq.admin_cli.access_commands import add_access_commands
 from rapidmq.admin_cli.commands import add_admin_commands, add_global_options
 from rapidmq.config import CONFIG_ENV, SETTINGS, ConfigError, Settings, load_settings
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_serve(subcommands)
     add_admin_commands(subcommands)
+    add_access_commands(subcommands)
     return parser
 
 

@@ -97,6 +97,21 @@ class Settings:
     auth_backends: tuple[str, ...] = ("internal",)
     login_failure_limit: int = 10
     audit_log: str = ""
+    ldap_servers: tuple[str, ...] = ()
+    ldap_port: int = 389
+    ldap_use_ssl: bool = False
+    ldap_use_starttls: bool = False
+    ldap_user_dn_pattern: str = ""
+    ldap_dn_lookup_base: str = ""
+    ldap_dn_lookup_attribute: str = ""
+    ldap_dn_lookup_bind_dn: str = ""
+    ldap_dn_lookup_bind_password: str = ""
+    ldap_tag_groups: str = ""
+    ldap_vhost_groups: str = ""
+    ldap_group_member_attribute: str = "member"
+    ldap_cache_ttl_s: float = 60.0
+    ldap_timeout_s: float = 5.0
+    ldap_ca: str = ""
 
 
 class _Invalid(Exception):
@@ -214,6 +229,44 @@ def _names(value: object) -> object:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(item.strip() for item in value if item.strip())
     raise _Invalid('must be a comma-separated list of user names, or "none"')
+
+
+def _hosts(value: object) -> object:
+    if isinstance(value, str):
+        if value.strip().lower() == "none":
+            return ()
+        value = value.split(",")
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(item.strip() for item in value if item.strip())
+    raise _Invalid('must be a comma-separated list of host names, or "none"')
+
+
+def _optional_text(value: object) -> object:
+    if isinstance(value, str):
+        return value.strip()
+    raise _Invalid("must be a string")
+
+
+def _seconds_or_zero(value: object) -> object:
+    if not isinstance(value, bool) and value in (0, "0"):
+        return 0.0
+    return _positive_seconds(value)
+
+
+def _group_map(value: object) -> object:
+    # "name=group DN;name=group DN", or a TOML table {name = "group DN"}.
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise _Invalid("must map names to group DNs (strings)")
+        value = ";".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, str):
+        entries = [entry.strip() for entry in value.split(";") if entry.strip()]
+        for entry in entries:
+            name, sep, dn = entry.partition("=")
+            if not sep or not name.strip() or not dn.strip():
+                raise _Invalid(f'{entry!r} is not NAME=GROUP_DN (entries separated by ";")')
+        return ";".join(entries)
+    raise _Invalid('must be "name=group DN;name=group DN" or a table of name = "group DN"')
 
 
 @dataclass(slots=True, frozen=True)
@@ -398,6 +451,81 @@ SETTINGS: tuple[SettingInfo, ...] = (
         _path_or_empty,
         "FILE",
     ),
+    SettingInfo(
+        "ldap_servers",
+        "LDAP server host names, tried in order (with auth_backends ldap)",
+        _hosts,
+        "HOSTS",
+    ),
+    SettingInfo("ldap_port", "LDAP server port (636 for LDAPS)", _int_in(1, 65535), "PORT"),
+    SettingInfo("ldap_use_ssl", "connect to LDAP over TLS (LDAPS)", _flag, "BOOL"),
+    SettingInfo("ldap_use_starttls", "upgrade LDAP connections with StartTLS", _flag, "BOOL"),
+    SettingInfo(
+        "ldap_user_dn_pattern",
+        "DN bound as for a login, ${username} replaced (e.g. cn=${username},ou=people,dc=example)",
+        _optional_text,
+        "PATTERN",
+    ),
+    SettingInfo(
+        "ldap_dn_lookup_base",
+        "search-then-bind: base DN searched for the user (with ldap_dn_lookup_attribute)",
+        _optional_text,
+        "DN",
+    ),
+    SettingInfo(
+        "ldap_dn_lookup_attribute",
+        "search-then-bind: attribute holding the user name (uid, sAMAccountName)",
+        _optional_text,
+        "ATTRIBUTE",
+    ),
+    SettingInfo(
+        "ldap_dn_lookup_bind_dn",
+        "search-then-bind: service account DN that searches; empty = anonymous",
+        _optional_text,
+        "DN",
+    ),
+    SettingInfo(
+        "ldap_dn_lookup_bind_password",
+        "password of ldap_dn_lookup_bind_dn",
+        _secret,
+        "PASSWORD",
+    ),
+    SettingInfo(
+        "ldap_tag_groups",
+        "user tags from LDAP groups: tag=group DN;tag=group DN (TOML: [ldap.tag_groups])",
+        _group_map,
+        "MAP",
+    ),
+    SettingInfo(
+        "ldap_vhost_groups",
+        "vhost=group DN;...: only members may open that vhost; others follow permissions",
+        _group_map,
+        "MAP",
+    ),
+    SettingInfo(
+        "ldap_group_member_attribute",
+        "group attribute listing member DNs",
+        _text,
+        "ATTRIBUTE",
+    ),
+    SettingInfo(
+        "ldap_cache_ttl_s",
+        "seconds an LDAP login result is reused without asking the server; 0 = no cache",
+        _seconds_or_zero,
+        "SECONDS",
+    ),
+    SettingInfo(
+        "ldap_timeout_s",
+        "seconds an LDAP connect or operation may take before the login fails",
+        _positive_seconds,
+        "SECONDS",
+    ),
+    SettingInfo(
+        "ldap_ca",
+        "CA certificates (PEM) LDAPS and StartTLS servers are verified against; empty = system",
+        _path_or_empty,
+        "FILE",
+    ),
 )
 
 _BY_NAME: dict[str, SettingInfo] = {info.name: info for info in SETTINGS}
@@ -422,6 +550,23 @@ _TABLE_ALIASES: dict[str, dict[str, str]] = {
         "ca": "tls_ca",
         "verify_peer": "tls_verify_peer",
         "fail_if_no_peer_cert": "tls_fail_if_no_peer_cert",
+    },
+    "ldap": {
+        "servers": "ldap_servers",
+        "port": "ldap_port",
+        "use_ssl": "ldap_use_ssl",
+        "use_starttls": "ldap_use_starttls",
+        "user_dn_pattern": "ldap_user_dn_pattern",
+        "dn_lookup_base": "ldap_dn_lookup_base",
+        "dn_lookup_attribute": "ldap_dn_lookup_attribute",
+        "dn_lookup_bind_dn": "ldap_dn_lookup_bind_dn",
+        "dn_lookup_bind_password": "ldap_dn_lookup_bind_password",
+        "tag_groups": "ldap_tag_groups",
+        "vhost_groups": "ldap_vhost_groups",
+        "group_member_attribute": "ldap_group_member_attribute",
+        "cache_ttl_s": "ldap_cache_ttl_s",
+        "timeout_s": "ldap_timeout_s",
+        "ca": "ldap_ca",
     },
 }
 
@@ -459,6 +604,7 @@ def load_settings(
         values[name] = _parse(option, raw, f"{option.flag} {raw!r}")
     settings = Settings(**values)
     _check_ports(settings)
+    _check_ldap(settings)
     return settings
 
 
@@ -572,3 +718,10 @@ def _check_ports(settings: Settings) -> None:
                 f"{seen[port]} and {name} are both {port}; give one another port ({flag})"
             )
         seen[port] = name
+
+
+def _check_ldap(settings: Settings) -> None:
+    if "ldap" in settings.auth_backends and not settings.ldap_servers:
+        raise ConfigError("auth_backends names ldap but no server is set; give --ldap-servers HOST")
+    if settings.ldap_use_ssl and settings.ldap_use_starttls:
+        raise ConfigError("ldap_use_ssl and ldap_use_starttls exclude each other; choose one")

@@ -27,10 +27,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 import weakref
@@ -42,9 +44,12 @@ import anyio.abc
 
 from rapidmq.admin.rates import SAMPLE_S, RateSampler
 from rapidmq.audit import configure_audit_file
+from rapidmq.auth.backends import build_authenticator
+from rapidmq.auth.limiter import LoginLimiter
+from rapidmq.auth.limits import LimitStore
 from rapidmq.auth.permissions import Permission, PermissionStore
 from rapidmq.auth.users import UserStore
-from rapidmq.config import Settings
+from rapidmq.config import Settings, tls_enabled
 from rapidmq.core.alarms import (
     AlarmEvent,
     AlarmSet,
@@ -70,7 +75,9 @@ from rapidmq.transport.tcp import (
     SocketConnection,
     bind_socket,
     open_listener,
+    tls_handshake,
 )
+from rapidmq.transport.tls import server_context
 from rapidmq.transport.websocket import websocket_factory
 
 __all__ = ["Server", "run"]
@@ -108,6 +115,7 @@ class Server:
         self.broker = Broker(default_vhost=settings.default_vhost)
         self.users = UserStore()
         self.permissions = PermissionStore()
+        self.limits = LimitStore(self.broker)
         if settings.default_user:
             self._add_default_user(self.users, self.permissions)
         #: The node's name, as RabbitMQ's ``rabbit@host``.
@@ -130,6 +138,13 @@ class Server:
             anonymous_pass=settings.default_pass,
             connect_timeout_s=settings.handshake_timeout_s,
         )
+        # -- authentication: one login chain for AMQP, MQTT and the management API ----
+        # (rapidmq.auth.backends; its queued logins run in the serve() task group).
+        self.login_limiter = LoginLimiter(settings.login_failure_limit)
+        self.authenticator = build_authenticator(settings, lambda: self.users, self.login_limiter)
+        self.amqp_settings.authenticator = self.authenticator
+        self.mqtt_settings.authenticator = self.authenticator
+        # -- end of authentication --------------------------------------------------------
         self.connections: set[SocketConnection] = set()
         self.ports: dict[str, int | None] = {
             "amqp": None,
@@ -137,8 +152,16 @@ class Server:
             "mqtt_ws": None,
             "http": None,
             "prometheus": None,
+            "amqps": None,
+            "mqtts": None,
+            "mqtt_wss": None,
+            "https": None,
         }
+        #: The TLS listeners' context; built by start() when a certificate is configured.
+        self.tls_context: ssl.SSLContext | None = None
         self._listeners: list[tuple[anyio.abc.SocketListener, HandlerFactory]] = []
+        self._tls_listeners: set[anyio.abc.SocketListener] = set()
+        self._https_context: ssl.SSLContext | None = None
         self._http_sockets: list[tuple[str, socket.socket]] = []
         self._recovered = ""
         self._stopping = False
@@ -150,6 +173,7 @@ class Server:
             disk_free_limit_bytes=parse_size(settings.disk_free_limit),
         )
         self.broker.alarms = self.alarms
+        self.broker.permissions = self.permissions  # checked on every operation
         # Protocol connections, told when the alarms change.
         self._blockable: weakref.WeakSet[AMQPConnection | MQTTConnection] = weakref.WeakSet()
 
@@ -202,13 +226,21 @@ class Server:
     async def _serve_listener(
         self, listener: anyio.abc.SocketListener, factory: HandlerFactory
     ) -> None:
+        tls = self.tls_context if listener in self._tls_listeners else None
+        handshake_timeout_s = self.settings.handshake_timeout_s
         async with anyio.create_task_group() as tg:
 
             async def handle(stream: anyio.abc.SocketStream) -> None:
                 if self._stopping:
                     await stream.aclose()
                     return
-                conn = SocketConnection(stream, factory)
+                session = None
+                if tls is not None:
+                    session = await tls_handshake(stream, tls, handshake_timeout_s)
+                    if session is None or self._stopping:
+                        await stream.aclose()
+                        return
+                conn = SocketConnection(stream, factory, session)
                 self.connections.add(conn)
                 try:
                     await conn.run()
@@ -391,6 +423,9 @@ class Server:
             user_count = users.restore()
             permissions = PermissionStore(metadata=metadata)
             permissions.restore()
+            # Vhost and user limits, after the vhosts they apply to.
+            limits = LimitStore(broker, metadata=metadata)
+            limits.restore()
             # Like RabbitMQ's guest, the default user is made on a fresh store only.
             if not user_count and s.default_user:
                 self._add_default_user(users, permissions)
@@ -399,8 +434,10 @@ class Server:
             raise
         self.broker = broker
         broker.alarms = self.alarms
+        broker.permissions = permissions
         self.users = users
         self.permissions = permissions
+        self.limits = limits
         self.mqtt_state = MQTTState(broker)
         # MQTT persistent sessions and retained messages; unreadable ones are logged.
         self.mqtt_state.restore(metadata, codec)
@@ -437,6 +474,10 @@ class Server:
         self._http_shutdown = anyio.Event()
         self._http_finished = anyio.Event()
         s = self.settings
+        if tls_enabled(s):
+            self.tls_context = server_context(s)
+            # HTTPS gets a context of its own: Hypercorn sets ALPN (h2, http/1.1) on it.
+            self._https_context = server_context(s) if s.https_port is not None else None
         self._open_storage()
         wanted: list[tuple[str, int | None, str, str, HandlerFactory]] = [
             ("amqp", s.amqp_port, "AMQP", "--amqp-port", self._amqp_handler),
@@ -449,20 +490,35 @@ class Server:
                 websocket_factory(self._mqtt_handler, path="/ws"),
             ),
         ]
+        if self.tls_context is not None:
+            wanted += [
+                ("amqps", s.amqps_port, "AMQP over TLS", "--amqps-port", self._amqp_handler),
+                ("mqtts", s.mqtts_port, "MQTT over TLS", "--mqtts-port", self._mqtt_handler),
+                (
+                    "mqtt_wss",
+                    s.mqtt_wss_port,
+                    "MQTT over secure WebSocket",
+                    "--mqtt-wss-port",
+                    websocket_factory(self._mqtt_handler, path="/ws"),
+                ),
+            ]
         try:
             for key, port, name, flag, factory in wanted:
                 if port is None:
                     continue
                 listener = await open_listener(s.bind, port, name=name, flag=flag)
                 self._listeners.append((listener, factory))
+                if key in ("amqps", "mqtts", "mqtt_wss"):
+                    self._tls_listeners.add(listener)
                 bound = int(listener.extra(anyio.abc.SocketAttribute.local_port))
                 self.ports[key] = bound
                 log.info("listening for %s on %s:%s", name, s.bind, bound)
             for key, port, name, flag in (
                 ("http", s.http_port, "HTTP", "--http-port"),
                 ("prometheus", s.prometheus_port, "Prometheus", "--prometheus-port"),
+                ("https", s.https_port, "HTTPS", "--https-port"),
             ):
-                if port is None:
+                if port is None or (key == "https" and self.tls_context is None):
                     continue
                 sock = bind_socket(s.bind, port, name=name, flag=flag)
                 self._http_sockets.append((key, sock))
@@ -492,6 +548,7 @@ class Server:
                 tg.start_soon(self._tick)
                 tg.start_soon(self._flush_messages)
                 tg.start_soon(self._monitor_resources)
+                tg.start_soon(self.authenticator.run)  # logins that wait for LDAP
                 if self._http_sockets:
                     self._start_http(tg)
                 task_status.started()
@@ -506,7 +563,11 @@ class Server:
         from rapidmq.admin.http import serve_http
 
         apps = [
-            (create_app(self) if key == "http" else metrics_app(self), sock)
+            (
+                metrics_app(self) if key == "prometheus" else create_app(self),
+                sock,
+                self._https_context if key == "https" else None,
+            )
             for key, sock in self._http_sockets
         ]
         self._http_sockets = []
@@ -514,8 +575,17 @@ class Server:
         async def run_all() -> None:
             try:
                 async with anyio.create_task_group() as http_tg:
-                    for app, sock in apps:
-                        http_tg.start_soon(serve_http, app, sock, self._http_shutdown)
+                    for app, sock, tls in apps:
+                        http_tg.start_soon(
+                            functools.partial(
+                                serve_http,
+                                app,
+                                sock,
+                                self._http_shutdown,
+                                ssl_context=tls,
+                                handshake_timeout_s=self.settings.handshake_timeout_s,
+                            )
+                        )
             finally:
                 self._http_finished.set()
 
@@ -542,7 +612,7 @@ class Server:
         with anyio.move_on_after(SHUTDOWN_GRACE_S):
             while self.connections:
                 await anyio.sleep(0.02)
-            if self.ports["http"] is not None or self.ports["prometheus"] is not None:
+            if any(self.ports[key] is not None for key in ("http", "prometheus", "https")):
                 await self._http_finished.wait()
         self._stopped.set()
 

@@ -4,7 +4,13 @@
         url = broker.amqp_url   # amqp://guest:guest@127.0.0.1:PORT/
 
 The broker binds free ports (port 0) and is found through its ready line,
-``rapidmq ready amqp=PORT mqtt=PORT http=PORT``.
+``rapidmq ready amqp=PORT mqtt=PORT http=PORT``.  The ports of the other
+listeners (MQTT over WebSocket, and with ``--tls-cert`` AMQPS, MQTTS, MQTT over
+secure WebSocket and HTTPS) come from their "listening for … on ADDR:PORT"
+log lines, which are logged before the ready line.
+
+    with BrokerProcess("--tls-cert", cert, "--tls-key", key) as broker:
+        broker.amqps_port   # a free port, like every other listener
 """
 
 from __future__ import annotations
@@ -23,7 +29,17 @@ from types import TracebackType
 __all__ = ["BrokerProcess", "PeakResident", "resident_bytes"]
 
 _READY = re.compile(r"^rapidmq ready amqp=(\S+) mqtt=(\S+) http=(\S+)")
-_WS = re.compile(r"listening for MQTT over WebSocket on \S+:(\d+)")
+_LISTENING = re.compile(r"listening for (.+?) on \S+:(\d+)")
+#: Listener name in the log line -> attribute of BrokerProcess.
+_LISTENER_PORTS = {
+    "MQTT over WebSocket": "mqtt_ws_port",
+    "AMQP over TLS": "amqps_port",
+    "MQTT over TLS": "mqtts_port",
+    "MQTT over secure WebSocket": "mqtt_wss_port",
+    "HTTPS": "https_port",
+}
+#: Listeners that are on only with a certificate; they bind free ports unless given.
+_TLS_FLAGS = ("--amqps-port", "--mqtts-port", "--mqtt-wss-port")
 
 
 def _port(value: str) -> int | None:
@@ -52,6 +68,10 @@ class BrokerProcess:
         self.mqtt_port: int | None = None
         self.http_port: int | None = None
         self.mqtt_ws_port: int | None = None
+        self.amqps_port: int | None = None
+        self.mqtts_port: int | None = None
+        self.mqtt_wss_port: int | None = None
+        self.https_port: int | None = None
         self.output: deque[str] = deque(maxlen=2000)
         self._reader: threading.Thread | None = None
 
@@ -70,6 +90,10 @@ class BrokerProcess:
             cmd += ["--http-port", "0"]
         if "--mqtt-ws-port" not in self._extra:
             cmd += ["--mqtt-ws-port", "0"]
+        if "--tls-cert" in self._extra:
+            for flag in _TLS_FLAGS:
+                if flag not in self._extra:
+                    cmd += [flag, "0"]
         cmd += ["--data-dir", self._data_dir]
         if self._backend:
             cmd += ["--backend", self._backend]
@@ -90,9 +114,11 @@ class BrokerProcess:
             assert self.proc is not None and self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.output.append(line.rstrip("\n"))
-                ws = _WS.search(line)
-                if ws and self.mqtt_ws_port is None:
-                    self.mqtt_ws_port = int(ws.group(1))
+                listening = _LISTENING.search(line)
+                if listening:
+                    attr = _LISTENER_PORTS.get(listening.group(1))
+                    if attr is not None and getattr(self, attr) is None:
+                        setattr(self, attr, int(listening.group(2)))
                 m = _READY.match(line)
                 if m and not ready.is_set():
                     self.amqp_port = _port(m.group(1))

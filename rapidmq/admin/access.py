@@ -49,6 +49,7 @@ from rapidmq.admin.util import (
     read_json,
     respond,
 )
+from rapidmq.audit import audit
 from rapidmq.auth.permissions import Permission, TopicPermission
 from rapidmq.auth.users import HASHING_ALGORITHM, User, hash_password
 from rapidmq.protocols.amqp091.connection import AMQPConnection
@@ -207,10 +208,32 @@ async def put_vhost(request: Request) -> Response:
     server.broker.add_vhost(name, description=description, tags=tags)
     if existed:
         log.info("vhost '%s' updated by user '%s'", name, user.name)
+        audit(
+            "vhost.changed",
+            f"vhost '{name}' updated by user '{user.name}'",
+            actor=user.name,
+            vhost=name,
+        )
         return no_content()
     log.info("vhost '%s' created by user '%s'", name, user.name)
+    audit(
+        "vhost.created",
+        f"vhost '{name}' created by user '{user.name}'",
+        actor=user.name,
+        vhost=name,
+    )
     server.permissions.set(Permission(user.name, name))
     log.info("permissions of user '%s' in vhost '%s' set by creating it", user.name, name)
+    audit(
+        "permission.set",
+        f"permissions of user '{user.name}' in vhost '{name}' set by creating it",
+        actor=user.name,
+        user=user.name,
+        vhost=name,
+        configure=".*",
+        write=".*",
+        read=".*",
+    )
     return created()
 
 
@@ -236,7 +259,14 @@ async def delete_vhost(request: Request) -> Response:
     _close_clients_of(server, name)
     server.broker.delete_vhost(name)
     server.permissions.vhost_deleted(name)
+    server.limits.vhost_deleted(name)
     log.info("vhost '%s' deleted by user '%s'", name, user.name)
+    audit(
+        "vhost.deleted",
+        f"vhost '{name}' deleted by user '{user.name}'",
+        actor=user.name,
+        vhost=name,
+    )
     return no_content()
 
 
@@ -342,13 +372,22 @@ async def put_user(request: Request) -> Response:
     server.users.put(User(name, password_hash, tags))
     change = "updated" if existed else "created"
     log.info("user '%s' %s by user '%s' (tags: %s)", name, change, actor.name, ",".join(tags))
+    audit(
+        f"user.{'changed' if existed else 'created'}",
+        f"user '{name}' {change} by user '{actor.name}'",
+        actor=actor.name,
+        user=name,
+        tags=list(tags),
+    )
     return no_content() if existed else created()
 
 
 def _delete_user(server: Server, name: str, actor: str) -> None:
     server.users.delete_user(name)
     server.permissions.user_deleted(name)
+    server.limits.user_deleted(name)
     log.info("user '%s' and their permissions deleted by user '%s'", name, actor)
+    audit("user.deleted", f"user '{name}' deleted by user '{actor}'", actor=actor, user=name)
 
 
 async def delete_user(request: Request) -> Response:
@@ -466,6 +505,16 @@ async def put_permission(request: Request) -> Response:
         grant.write,
         grant.read,
     )
+    audit(
+        "permission.set",
+        f"permissions of user '{user}' in vhost '{vhost}' set by user '{_actor(request)}'",
+        actor=_actor(request),
+        user=user,
+        vhost=vhost,
+        configure=grant.configure,
+        write=grant.write,
+        read=grant.read,
+    )
     return no_content() if existed else created()
 
 
@@ -477,6 +526,13 @@ async def delete_permission(request: Request) -> Response:
         raise not_found()
     log.info(
         "permissions of user '%s' in vhost '%s' cleared by user '%s'", user, vhost, _actor(request)
+    )
+    audit(
+        "permission.cleared",
+        f"permissions of user '{user}' in vhost '{vhost}' cleared by user '{_actor(request)}'",
+        actor=_actor(request),
+        user=user,
+        vhost=vhost,
     )
     return no_content()
 
@@ -519,6 +575,17 @@ async def put_topic_permission(request: Request) -> Response:
         grant.write,
         grant.read,
     )
+    audit(
+        "topic_permission.set",
+        f"topic permissions of user '{user}' in vhost '{vhost}' on "
+        f"exchange '{grant.exchange}' set by user '{_actor(request)}'",
+        actor=_actor(request),
+        user=user,
+        vhost=vhost,
+        exchange=grant.exchange,
+        write=grant.write,
+        read=grant.read,
+    )
     return no_content() if existed else created()
 
 
@@ -538,6 +605,14 @@ async def delete_topic_permission(request: Request) -> Response:
         user,
         vhost,
         _actor(request),
+    )
+    audit(
+        "topic_permission.cleared",
+        f"topic permissions of user '{user}' in vhost '{vhost}' "
+        f"cleared by user '{_actor(request)}'",
+        actor=_actor(request),
+        user=user,
+        vhost=vhost,
     )
     return no_content()
 

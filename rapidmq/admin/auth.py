@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rapidmq.admin.util import ApiError, respond
+from rapidmq.auth.backends import LoginRequest
 from rapidmq.auth.users import User
 
 if TYPE_CHECKING:
@@ -87,7 +88,11 @@ class BasicAuthMiddleware:
         credentials = _credentials(scope)
         user = None
         if credentials is not None:
-            user = self.server.users.authenticate(*credentials)
+            # The same chain as AMQP and MQTT (internal, LDAP, the failed-login limit).
+            client = scope.get("client") or ("", 0)
+            request = LoginRequest("http", credentials[0], credentials[1], str(client[0]), "BASIC")
+            result = await self.server.authenticator.authenticate(request)
+            user = result.user
         if user is None:
             # RabbitMQ spells a failed login "not_authorized", a refusal "not_authorised".
             error = ApiError(401, "not_authorized", "Login failed", {"WWW-Authenticate": REALM})

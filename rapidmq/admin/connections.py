@@ -228,6 +228,8 @@ def _render_connection(server: Server, conn: _Conn) -> dict[str, Any]:
         "peer_cert_issuer": None,
         "peer_cert_validity": None,
     }
+    if socket.tls is not None:
+        body.update(socket.tls.connection_info())
     if isinstance(handler, AMQPConnection):
         properties = handler.client_properties
         body.update(

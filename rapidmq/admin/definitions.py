@@ -15,9 +15,11 @@ already exists is left as it is (RabbitMQ does the same, without an equivalence
 check), so importing the same file twice is harmless.  It goes through the same
 calls a client's declare takes, on an internal connection that opens and closes
 within the request, so durable objects are recorded in the metadata store and
-survive a restart.  Sections RapidMQ has no counterpart for (policies, runtime
-parameters, limits) are accepted and named in one warning, so a file from a
-RabbitMQ node imports without hand editing.
+survive a restart.  Vhost limits travel as RabbitMQ's ``vhost-limits`` runtime
+parameter and user limits in each user's ``limits``, both ways.  Sections
+RapidMQ has no counterpart for (policies, other runtime parameters) are
+accepted and named in one warning, so a file from a RabbitMQ node imports
+without hand editing.  Each change an import makes is an audit event.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from rapidmq import __version__
 from rapidmq.admin.auth import require_administrator, server_of
 from rapidmq.admin.resources import management_session
 from rapidmq.admin.util import ApiError, bad_request, flag, no_content, path_name, respond
+from rapidmq.audit import audit
+from rapidmq.auth.limits import USER_LIMITS, VHOST_LIMITS
 from rapidmq.auth.permissions import Permission, TopicPermission
 from rapidmq.auth.users import HASHING_ALGORITHM, User, hash_password
 from rapidmq.core.errors import NotFound
@@ -145,7 +149,7 @@ def export_definitions(server: Server) -> dict[str, Any]:
                 "password_hash": user.password_hash,
                 "hashing_algorithm": HASHING_ALGORITHM,
                 "tags": list(user.tags),
-                "limits": {},
+                "limits": server.limits.user_limits(user.name),
             }
             for user in server.users
         ],
@@ -181,11 +185,28 @@ def export_definitions(server: Server) -> dict[str, Any]:
                 key=lambda t: (t.vhost, t.user, t.exchange),
             )
         ],
-        "parameters": [],
+        "parameters": _limit_parameters(server, vhosts),
         "global_parameters": [{"name": "cluster_name", "value": server.cluster_name}],
         "policies": [],
         **topology,
     }
+
+
+def _limit_parameters(server: Server, vhosts: list[VirtualHost]) -> list[dict[str, Any]]:
+    """Vhost limits as RabbitMQ exports them: the runtime parameter ``vhost-limits``."""
+    out = []
+    for vhost in vhosts:
+        limits = server.limits.vhost_limits(vhost.name)
+        if limits:
+            out.append(
+                {
+                    "value": limits,
+                    "vhost": vhost.name,
+                    "component": "vhost-limits",
+                    "name": "limits",
+                }
+            )
+    return out
 
 
 def export_vhost_definitions(vhost: VirtualHost) -> dict[str, Any]:
@@ -221,6 +242,7 @@ async def get_vhost_definitions(request: Request) -> Response:
     if vhost is None:
         raise bad_request("vhost_not_found")  # RabbitMQ 3.10 answers 400 here, not 404
     body = export_vhost_definitions(vhost)
+    body["parameters"] = _limit_parameters(server_of(request), [vhost])
     log.info("definitions of vhost %s exported by %s: %s", name, user.name, _totals(body))
     return respond(body)
 
@@ -333,7 +355,7 @@ class _Import:
             if self.server.broker.vhost(vhost) is None:
                 raise bad_request(f"{section}: vhost '{vhost}' does not exist")
             session = self._stack.enter_context(
-                management_session(self.server.broker, vhost, self.actor)
+                management_session(self.server.broker, vhost, self.actor, full_access=True)
             )
             self._sessions[vhost] = session
         return session
@@ -351,10 +373,15 @@ class _Import:
             if description is not None and not isinstance(description, str):
                 raise bad_request("vhosts: 'description' must be a string")
             tags = _tags(item.get("tags", metadata.get("tags")), "vhosts")
-            if item.get("limits"):
-                self.skip(f"limits of vhost {name}")
+            existed = self.server.broker.vhost(name) is not None
             self.server.broker.add_vhost(name, description=description, tags=tags)
             self._count("vhosts")
+            self._audit(
+                f"vhost.{'changed' if existed else 'created'}", f"vhost '{name}'", vhost=name
+            )
+            limits = item.get("limits")
+            if isinstance(limits, dict):
+                self._limits("vhost", name, limits)
 
     def users(self, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -377,10 +404,51 @@ class _Import:
                 password_hash = existing.password_hash if existing is not None else ""
             if tags is None:
                 tags = existing.tags if existing is not None else ()
-            if item.get("limits"):
-                self.skip(f"limits of user {name}")
             self.server.users.put(User(name, password_hash, tags))
             self._count("users")
+            change = "changed" if existing is not None else "created"
+            self._audit(f"user.{change}", f"user '{name}'", user=name, tags=list(tags))
+            limits = item.get("limits")
+            if isinstance(limits, dict):
+                self._limits("user", name, limits)
+
+    def _audit(self, event: str, what: str, **fields: Any) -> None:
+        verb = event.rsplit(".", 1)[1]
+        audit(
+            event,
+            f"{what} {verb} by user '{self.actor}' (definitions import)",
+            actor=self.actor,
+            **fields,
+        )
+
+    def _limits(self, kind: str, name: str, limits: dict[str, Any]) -> None:
+        """Apply a vhost's or user's limits from a file; unknown names are skipped."""
+        known = VHOST_LIMITS if kind == "vhost" else USER_LIMITS
+        for limit, value in limits.items():
+            if limit not in known or isinstance(value, bool) or not isinstance(value, int):
+                self.skip(f"limit {limit} of {kind} {name}")
+                continue
+            if kind == "vhost":
+                self._require_vhost(name, "parameters")
+                self.server.limits.set_vhost_limit(name, limit, value)
+            else:
+                self.server.limits.set_user_limit(name, limit, value)
+            self._count("limits")
+            self._audit(
+                "limit.set",
+                f"limit {limit} of {kind} '{name}' set to {value}",
+                limit=limit,
+                value=value,
+                **{kind: name},
+            )
+
+    def vhost_limits(self, body: dict[str, Any], vhost: str | None) -> None:
+        """The ``vhost-limits`` runtime parameters: the vhost limits of RabbitMQ's files."""
+        for item in _section(body, "parameters"):
+            if item.get("component") != "vhost-limits" or not isinstance(item.get("value"), dict):
+                continue
+            where = vhost if vhost is not None else _text(item, "vhost", "parameters")
+            self._limits("vhost", where, item["value"])
 
     def _grant_ends(self, item: dict[str, Any], section: str) -> tuple[str, str]:
         user = _text(item, "user", section)
@@ -396,6 +464,15 @@ class _Import:
             patterns = [_text(item, key, "permissions") for key in ("configure", "write", "read")]
             self.server.permissions.set(Permission(user, vhost, *patterns))
             self._count("permissions")
+            self._audit(
+                "permission.set",
+                f"permissions of user '{user}' in vhost '{vhost}'",
+                user=user,
+                vhost=vhost,
+                configure=patterns[0],
+                write=patterns[1],
+                read=patterns[2],
+            )
 
     def topic_permissions(self, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -405,6 +482,15 @@ class _Import:
             read = _text(item, "read", "topic_permissions")
             self.server.permissions.set_topic(TopicPermission(user, vhost, exchange, write, read))
             self._count("topic_permissions")
+            self._audit(
+                "topic_permission.set",
+                f"topic permissions of user '{user}' in vhost '{vhost}' on exchange '{exchange}'",
+                user=user,
+                vhost=vhost,
+                exchange=exchange,
+                write=write,
+                read=read,
+            )
 
     def exchanges(self, items: list[dict[str, Any]], vhost: str | None) -> None:
         for item in items:
@@ -475,6 +561,8 @@ class _Import:
                     continue
                 if key == "global_parameters" and name == "internal_cluster_id":
                     continue  # RabbitMQ's own node identity, meaningless elsewhere
+                if key == "parameters" and item.get("component") == "vhost-limits":
+                    continue  # applied by vhost_limits()
                 self.skip(f"{key} {name}")
         for key in body:
             if key not in known and key not in _INFORMATIONAL and key not in _UNSUPPORTED_SECTIONS:
@@ -498,6 +586,7 @@ async def post_definitions(request: Request) -> Response:
     job.unsupported(body, (*_BROKER_SECTIONS, *_VHOST_SECTIONS))
     with job.connected():
         job.vhosts(sections["vhosts"])
+        job.vhost_limits(body, None)
         job.users(sections["users"])
         job.permissions(sections["permissions"])
         job.topic_permissions(sections["topic_permissions"])
@@ -519,6 +608,7 @@ async def post_vhost_definitions(request: Request) -> Response:
     job = _Import(server, user.name)
     job.unsupported(body, _VHOST_SECTIONS)
     with job.connected():
+        job.vhost_limits(body, name)
         job.exchanges(sections["exchanges"], name)
         job.queues(sections["queues"], name)
         job.bindings(sections["bindings"], name)

@@ -86,7 +86,16 @@ def _with_rates(
 
 
 def _listeners(server: Server) -> list[dict[str, Any]]:
-    protocols = {"amqp": "amqp", "mqtt": "mqtt", "mqtt_ws": "http/web-mqtt", "http": "http"}
+    protocols = {
+        "amqp": "amqp",
+        "amqps": "amqp/ssl",
+        "mqtt": "mqtt",
+        "mqtts": "mqtt/ssl",
+        "mqtt_ws": "http/web-mqtt",
+        "mqtt_wss": "https/web-mqtt",
+        "http": "http",
+        "https": "https",
+    }
     out = []
     for key, protocol in protocols.items():
         port = server.ports.get(key)

@@ -236,6 +236,9 @@ async def get_queue(request: Request) -> Response:
 async def put_queue(request: Request) -> Response:
     vhost = vhost_of(request)
     name = path_name(request, "name")
+    if (size := len(name.encode("utf-8"))) > 255:
+        # AMQP names are shortstrs; RabbitMQ refuses a longer one from the API in these words.
+        raise bad_request(f"queue should be less than 255 bytes, actually was {size}\n")
     body = await read_json(request, required=False)
     arguments = body.get("arguments") or {}
     if not isinstance(arguments, dict):
@@ -265,10 +268,14 @@ async def delete_queue(request: Request) -> Response:
     name = path_name(request, "name")
     _queue(vhost, name)
     query = request.query_params
-    with internal_session(request, vhost.name) as session:
-        session.delete_queue(
-            name, if_unused=flag(query.get("if-unused")), if_empty=flag(query.get("if-empty"))
-        )
+    try:
+        with internal_session(request, vhost.name) as session:
+            session.delete_queue(
+                name, if_unused=flag(query.get("if-unused")), if_empty=flag(query.get("if-empty"))
+            )
+    except AccessRefused as err:  # the user's permissions, checked as RabbitMQ does
+        refuse_access(err)
+        raise
     log_change(request, f"deleted queue '{name}' in vhost '{vhost.name}'")
     return no_content()
 
@@ -277,8 +284,12 @@ async def purge_queue(request: Request) -> Response:
     vhost = vhost_of(request)
     name = path_name(request, "name")
     _queue(vhost, name)
-    with internal_session(request, vhost.name) as session:
-        count = session.purge_queue(name)
+    try:
+        with internal_session(request, vhost.name) as session:
+            count = session.purge_queue(name)
+    except AccessRefused as err:
+        refuse_access(err)
+        raise
     log_change(request, f"purged {count} messages from queue '{name}' in vhost '{vhost.name}'")
     return no_content()
 
@@ -381,6 +392,8 @@ async def get_messages(request: Request) -> Response:
                 session.reject(last_tag, multiple=True, requeue=requeue)
     except NotFound as err:
         raise ApiError(404, "not_found", f"NOT_FOUND - {err.text}") from None
+    except AccessRefused as err:  # RabbitMQ's API says 401 with the channel's text here
+        raise ApiError(401, "not_authorised", f"ACCESS_REFUSED - {err.text}") from None
     except CoreError as err:
         raise bad_request(amqp_reason(err)) from None
     if rendered and ackmode != "ack_requeue_true" and ackmode != "reject_requeue_true":

@@ -64,16 +64,22 @@ DEFAULT_EXCHANGE_ALIAS = "amq.default"
 
 
 @contextmanager
-def management_session(broker: Broker, vhost: str, user: str) -> Iterator[Session]:
+def management_session(
+    broker: Broker, vhost: str, user: str, *, full_access: bool = False
+) -> Iterator[Session]:
     """A session of a management connection to ``vhost`` on behalf of ``user``, closed on exit.
 
     The caller must not await inside the ``with`` block: the connection
     exists only between two event-loop steps, so it never shows in listings.
     Closing it requeues whatever the session took and did not settle, as a
-    client's disconnect would.
+    client's disconnect would.  Its operations are checked against ``user``'s
+    permissions, as RabbitMQ's API does, unless ``full_access`` (definitions
+    import, which RabbitMQ runs as its internal user).
     """
     connection = broker.connect(
-        vhost, ClientInfo(protocol="http", peer="management", name="management", user=user)
+        vhost,
+        ClientInfo(protocol="http", peer="management", name="management", user=user),
+        full_access=full_access,
     )
     try:
         yield connection.open_session(NoDeliveries())

@@ -64,10 +64,12 @@ def _check(*patterns: str) -> None:
 class PermissionStore:
     """Permissions and topic permissions by user and vhost."""
 
-    __slots__ = ("_metadata", "_permissions", "_topic")
+    __slots__ = ("_metadata", "_permissions", "_topic", "version")
 
     def __init__(self, *, metadata: MetadataStore | None = None) -> None:
         self._metadata = metadata
+        #: Bumped by every change, so connections' cached decisions know they are stale.
+        self.version = 0
         self._permissions: dict[tuple[str, str], Permission] = {}
         self._topic: dict[tuple[str, str, str], TopicPermission] = {}
 
@@ -95,6 +97,7 @@ class PermissionStore:
                 user, vhost, exchange, str(value.get("write", "")), str(value.get("read", ""))
             )
             count += 1
+        self.version += 1
         return count
 
     # -- permissions -----------------------------------------------------------------
@@ -112,6 +115,7 @@ class PermissionStore:
             value = {"configure": p.configure, "write": p.write, "read": p.read}
             self._metadata.put("permission", (p.user, p.vhost), value)
         self._permissions[p.user, p.vhost] = p
+        self.version += 1
 
     def get(self, user: str, vhost: str) -> Permission | None:
         return self._permissions.get((user, vhost))
@@ -123,6 +127,7 @@ class PermissionStore:
         if self._metadata is not None:
             self._metadata.delete("permission", (user, vhost))
         del self._permissions[user, vhost]
+        self.version += 1
         return True
 
     def __iter__(self) -> Iterator[Permission]:
@@ -143,6 +148,7 @@ class PermissionStore:
             value = {"write": p.write, "read": p.read}
             self._metadata.put("topic_permission", (p.user, p.vhost, p.exchange), value)
         self._topic[p.user, p.vhost, p.exchange] = p
+        self.version += 1
 
     def topic(self, user: str, vhost: str) -> list[TopicPermission]:
         """``user``'s topic permissions in ``vhost``, by exchange name."""
@@ -162,6 +168,7 @@ class PermissionStore:
             if self._metadata is not None:
                 self._metadata.delete("topic_permission", key)
             del self._topic[key]
+            self.version += 1
         return len(keys)
 
     def topic_permissions(self) -> list[TopicPermission]:

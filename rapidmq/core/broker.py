@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rapidmq.core.access import Access, PermissionSource, open_access
 from rapidmq.core.alarms import ResourceAlarms
 from rapidmq.core.api import ClientInfo, DeliverySink
 from rapidmq.core.durable import (
@@ -39,20 +40,45 @@ __all__ = ["Broker", "CoreConnection"]
 DEFAULT_VHOST_DESCRIPTION = "Default virtual host"
 
 _COUNTERS = ("published", "unroutable", "delivered", "acked", "rejected")
+#: The protocols whose connections count toward max-connections (not the API's).
+_CLIENT_PROTOCOLS = frozenset({"amqp091", "mqtt"})
+
+
+def _is_client(client: ClientInfo) -> bool:
+    """A client's connection, which counts toward max-connections (not the broker's own)."""
+    return client.protocol in _CLIENT_PROTOCOLS and client.peer != "internal"
+
 
 log = logging.getLogger("rapidmq.core")
 
 
 class CoreConnection:
-    """One client connection: its sessions and the exclusive queues it owns."""
+    """One client connection: its sessions and the exclusive queues it owns.
 
-    def __init__(self, broker: Broker, vhost: VirtualHost, client: ClientInfo) -> None:
+    ``access`` is what its user may do (None: everything, for the broker's own
+    connections and brokers without permissions).
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        vhost: VirtualHost,
+        client: ClientInfo,
+        access: Access | None = None,
+    ) -> None:
         self.broker = broker
         self.vhost = vhost
         self.client = client
+        self.access = access
         self.sessions: list[Session] = []
         self.exclusive_queues: dict[str, Queue] = {}
         self.closed = False
+
+    def grant(self, access: Access | None) -> None:
+        """Check this connection's sessions, present and future, against ``access``."""
+        self.access = access
+        for session in self.sessions:
+            session.access = access
 
     def open_session(self, sink: DeliverySink) -> Session:
         """A new session (AMQP channel) delivering through ``sink``."""
@@ -116,8 +142,17 @@ class Broker:
         self._default_vhost = default_vhost
         # Set by the server: the resource alarms, reported in statistics().
         self.alarms: ResourceAlarms | None = None
+        # Set by the server: the grants that connections of named users are checked against.
+        self.permissions: PermissionSource | None = None
         self._vhosts: dict[str, VirtualHost] = {}
         self._connections: dict[CoreConnection, None] = {}
+        #: Per-user limits (RabbitMQ's user-limits), kept by the server's LimitStore.
+        self.user_max_connections: dict[str, int] = {}
+        self.user_max_channels: dict[str, int] = {}
+        # Client connections by vhost (a count) and by user, kept as they open and
+        # close, so that a limit check costs no scan of every connection.
+        self._clients_in_vhost: dict[str, int] = {}
+        self._clients_of_user: dict[str, dict[CoreConnection, None]] = {}
         self._retired = dict.fromkeys(_COUNTERS, 0)
         if metadata is None:
             self.add_vhost(default_vhost, description=DEFAULT_VHOST_DESCRIPTION)
@@ -274,22 +309,100 @@ class Broker:
             persist.drop_queue(key)
         return counts
 
-    def connect(self, vhost: str, client: ClientInfo) -> CoreConnection:
+    def connect(
+        self, vhost: str, client: ClientInfo, *, full_access: bool = False
+    ) -> CoreConnection:
         """A new client connection to ``vhost``.
 
+        With :attr:`permissions` set, a connection of ``client.user`` is checked
+        on every operation, and refused here if the user has no permission in
+        the vhost, as RabbitMQ does (after the connection limits, as it does).
+        ``full_access`` (definitions import, which RabbitMQ runs as its internal
+        user) and connections with no user (the broker's own publishers) are
+        not checked.
+
         Raises:
-            NotAllowed: the vhost does not exist (connection scope).
+            NotAllowed: the vhost does not exist, or the user may not use it
+                (connection scope).
         """
         host = self._vhosts.get(vhost)
         if host is None:
             raise NotAllowed(f"vhost {vhost} not found", scope="connection")
-        connection = CoreConnection(self, host, client)
+        if client.protocol in _CLIENT_PROTOCOLS:
+            self._check_connection_limits(host, client.user)
+        access = None if full_access else self.access_for(vhost, client)
+        connection = CoreConnection(self, host, client, access)
         self._connections[connection] = None
+        if _is_client(client):
+            self._clients_in_vhost[host.name] = self._clients_in_vhost.get(host.name, 0) + 1
+            self._clients_of_user.setdefault(client.user, {})[connection] = None
         return connection
+
+    def _check_connection_limits(self, host: VirtualHost, user: str) -> None:
+        """RabbitMQ's vhost and user max-connections, refused with its texts.
+
+        The broker's own connections (wills, management) never count.
+        """
+        vhost_limit = host.max_connections
+        if vhost_limit is not None and self._clients_in_vhost.get(host.name, 0) >= vhost_limit:
+            raise NotAllowed(
+                f"access to vhost '{host.name}' refused for user '{user}': "
+                f"connection limit ({vhost_limit}) is reached"
+            )
+        user_limit = self.user_max_connections.get(user)
+        if user_limit is not None and len(self._clients_of_user.get(user, ())) >= user_limit:
+            raise NotAllowed(
+                f"connection refused for user '{user}': user connection limit ({user_limit}) "
+                "is reached"
+            )
+
+    def user_channel_limit(self, user: str) -> int | None:
+        """``user``'s max-channels if they have reached it (checked at channel.open), else None."""
+        limit = self.user_max_channels.get(user)
+        if limit is None:
+            return None
+        open_channels = sum(
+            len(c.sessions)
+            for c in self._clients_of_user.get(user, ())
+            if c.client.protocol == "amqp091"
+        )
+        return limit if open_channels >= limit else None
+
+    def access_for(self, vhost: str, client: ClientInfo) -> Access | None:
+        """What ``client.user`` may do in ``vhost``; None when nothing is checked.
+
+        For a front end that gives an existing connection a new user (an MQTT
+        session resumed by a new login): see :meth:`CoreConnection.grant`.
+
+        Raises:
+            NotAllowed: the user has no permission in the vhost.
+        """
+        source = self.permissions
+        if source is None or not client.user:
+            return None
+        client_id = client.name if client.protocol == "mqtt" else None
+        return open_access(
+            source, client.user, vhost, protocol=client.protocol, client_id=client_id
+        )
 
     def connection_closed(self, connection: CoreConnection) -> None:
         """Called by :meth:`CoreConnection.close`."""
+        if connection in self._connections and _is_client(connection.client):
+            self._forget_client(connection)
         self._connections.pop(connection, None)
+
+    def _forget_client(self, connection: CoreConnection) -> None:
+        name, user = connection.vhost.name, connection.client.user
+        left = self._clients_in_vhost.get(name, 0) - 1
+        if left > 0:
+            self._clients_in_vhost[name] = left
+        else:
+            self._clients_in_vhost.pop(name, None)
+        of_user = self._clients_of_user.get(user)
+        if of_user is not None:
+            of_user.pop(connection, None)
+            if not of_user:
+                del self._clients_of_user[user]
 
     def retire_counters(self, session: Session) -> None:
         """Keep a closed session's counters in the broker totals."""

@@ -11,10 +11,12 @@ blocks the whole session until :meth:`Session.resume`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from rapidmq.core.access import Access
 from rapidmq.core.api import DeliverySink, GetResult, PublishResult, QueueDeclareResult
 from rapidmq.core.arguments import amqp_type_name, parse_expiration
 from rapidmq.core.consumer import Consumer
@@ -48,6 +50,8 @@ class Session:
         self.connection = connection
         self.vhost = vhost
         self.sink = sink
+        # What the connection's user may do; None checks nothing (see Broker.connect).
+        self.access: Access | None = connection.access
         self.consumers: dict[str, Consumer] = {}
         self._unacked: dict[int, _Pending] = {}
         self._next_tag = 1
@@ -72,6 +76,20 @@ class Session:
             raise NotFound("no previously declared queue")
         return self._last_queue
 
+    @contextmanager
+    def unchecked(self) -> Iterator[None]:
+        """Skip permission checks inside the block, for what the broker does itself.
+
+        An MQTT subscription's retained messages are put into its queue by the
+        broker, not published by the client (RabbitMQ's MQTT plugin delivers them
+        directly), so they need no write permission on the default exchange.
+        """
+        access, self.access = self.access, None
+        try:
+            yield
+        finally:
+            self.access = access
+
     # -- exchanges and queues ------------------------------------------------
 
     def declare_exchange(
@@ -86,6 +104,15 @@ class Session:
         arguments: dict[str, Any] | None = None,
     ) -> None:
         """exchange.declare."""
+        access = self.access
+        if access is not None and not passive and name:
+            # As rabbit_channel: configure on the exchange; a new exchange with an
+            # alternate exchange also needs read on itself and write on that one.
+            access.check("exchange", name, "configure")
+            alternate = (arguments or {}).get("alternate-exchange")
+            if isinstance(alternate, str) and name not in self.vhost.exchanges:
+                access.check("exchange", name, "read")
+                access.check("exchange", alternate, "write")
         self.vhost.declare_exchange(
             name,
             type,
@@ -98,6 +125,9 @@ class Session:
 
     def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
         """exchange.delete."""
+        access = self.access
+        if access is not None and name and not name.startswith("amq."):
+            access.check("exchange", name, "configure")  # after the reserved-name refusals
         self.vhost.delete_exchange(name, if_unused=if_unused)
 
     def declare_queue(
@@ -111,6 +141,16 @@ class Session:
         arguments: dict[str, Any] | None = None,
     ) -> QueueDeclareResult:
         """queue.declare; ``""`` asks for a server-named queue."""
+        access = self.access
+        if access is not None and not passive and not name.startswith("amq."):
+            # RabbitMQ checks the name it generated for a server-named queue; any
+            # such name decides alike, since all are "amq.gen-" and random letters.
+            checked = name or random_name("amq.gen-")
+            access.check("queue", checked, "configure")
+            dead_letter = (arguments or {}).get("x-dead-letter-exchange")
+            if isinstance(dead_letter, str) and name not in self.vhost.queues:
+                access.check("queue", checked, "read")
+                access.check("exchange", dead_letter, "write")
         queue = self.vhost.declare_queue(
             self.connection,
             name,
@@ -125,13 +165,19 @@ class Session:
 
     def delete_queue(self, name: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
         """queue.delete; returns the number of ready messages deleted."""
+        name = self._queue_name(name)
+        if self.access is not None:
+            self.access.check("queue", name, "configure")
         return self.vhost.delete_queue(
-            self.connection, self._queue_name(name), if_unused=if_unused, if_empty=if_empty
+            self.connection, name, if_unused=if_unused, if_empty=if_empty
         )
 
     def purge_queue(self, name: str) -> int:
         """queue.purge; returns the number of ready messages dropped."""
-        return self.vhost.queue_for(self._queue_name(name), self.connection).purge()
+        name = self._queue_name(name)
+        if self.access is not None:
+            self.access.check("queue", name, "read")
+        return self.vhost.queue_for(name, self.connection).purge()
 
     def bind_queue(
         self,
@@ -143,10 +189,13 @@ class Session:
         """queue.bind (``""`` queue and key mean the last declared queue)."""
         if not queue and not routing_key and self._last_queue is not None:
             routing_key = self._last_queue
+        queue = self._queue_name(queue)
+        if self.access is not None:
+            self._check_binding("queue", queue, exchange, routing_key)
         self.vhost.bind(
             self.connection,
             exchange,
-            self._queue_name(queue),
+            queue,
             routing_key,
             arguments,
             to_exchange=False,
@@ -162,10 +211,13 @@ class Session:
         """queue.unbind."""
         if not queue and not routing_key and self._last_queue is not None:
             routing_key = self._last_queue
+        queue = self._queue_name(queue)
+        if self.access is not None:
+            self._check_binding("queue", queue, exchange, routing_key)
         self.vhost.unbind(
             self.connection,
             exchange,
-            self._queue_name(queue),
+            queue,
             routing_key,
             arguments,
             to_exchange=False,
@@ -179,6 +231,8 @@ class Session:
         arguments: dict[str, Any] | None = None,
     ) -> None:
         """exchange.bind."""
+        if self.access is not None:
+            self._check_binding("exchange", destination, source, routing_key)
         self.vhost.bind(
             self.connection, source, destination, routing_key, arguments, to_exchange=True
         )
@@ -191,20 +245,67 @@ class Session:
         arguments: dict[str, Any] | None = None,
     ) -> None:
         """exchange.unbind."""
+        if self.access is not None:
+            self._check_binding("exchange", destination, source, routing_key)
         self.vhost.unbind(
             self.connection, source, destination, routing_key, arguments, to_exchange=True
         )
 
+    def _check_binding(
+        self, kind: Literal["exchange", "queue"], destination: str, source: str, key: str
+    ) -> None:
+        """As rabbit_channel's binding_action: write on the destination, read on the source.
+
+        A topic source also needs topic read permission on the binding key.  The
+        default exchange is left to the vhost, which refuses it with its own text.
+        """
+        access = self.access
+        assert access is not None
+        access.check(kind, destination, "write")
+        if not destination or not source:
+            return
+        access.check("exchange", source, "read")
+        exchange = self.vhost.exchanges.get(source)
+        if access.has_topic and exchange is not None and exchange.type == "topic":
+            access.check_topic(source, key, "read")
+
     # -- publishing ------------------------------------------------------------
+
+    def authorize_publish(self, exchange: str, routing_key: str) -> None:
+        """Raise the AccessRefused :meth:`publish` would, without publishing.
+
+        For front ends that act on a publish before routing it (MQTT retains or
+        holds a message first), so that a refused one leaves nothing behind.
+        """
+        access = self.access
+        if access is None:
+            return
+        access.check_publish(exchange)
+        target = self.vhost.exchanges.get(exchange)
+        if access.has_topic and target is not None and target.type == "topic":
+            access.check_topic(exchange, routing_key, "write")
+
+    def authorize_read(self, queue: str) -> None:
+        """Raise the AccessRefused :meth:`consume` would on ``queue``, without consuming."""
+        if self.access is not None:
+            self.access.check("queue", queue, "read")
 
     def publish(self, message: Message, *, mandatory: bool = False) -> PublishResult:
         """basic.publish: route ``message`` by its exchange and routing key."""
         vhost = self.vhost
+        access = self.access
+        if access is not None and (
+            access.version != access.source.version
+            or not access.write_exchange.get(message.exchange)
+        ):
+            access.check_publish(message.exchange)  # decides, refreshes or refuses
         exchange = vhost.exchanges.get(message.exchange)
         if exchange is None:
             raise NotFound(f"no exchange '{message.exchange}' in vhost '{vhost.name}'")
         if exchange.internal:
             raise AccessRefused(f"cannot publish to internal {exchange.resource}")
+        if access is not None and access.has_topic and exchange.type == "topic":
+            access.check_topic_write(exchange.name, message.routing_key)
         props = message.properties
         user_id = props.user_id
         if user_id is not None and user_id != self.connection.client.user:
@@ -272,6 +373,8 @@ class Session:
         if consumer_tag and consumer_tag in self.consumers:
             raise NotAllowed(f"attempt to reuse consumer tag '{consumer_tag}'")
         name = self._queue_name(queue)
+        if self.access is not None:
+            self.access.check("queue", name, "read")
         target = self.vhost.queue_for(name, self.connection)
         arguments = dict(arguments or {})
         priority = arguments.get("x-priority", 0)
@@ -329,7 +432,10 @@ class Session:
 
     def get(self, queue: str, *, no_ack: bool = False) -> GetResult | None:
         """basic.get; None when the queue is empty."""
-        target = self.vhost.queue_for(self._queue_name(queue), self.connection)
+        name = self._queue_name(queue)
+        if self.access is not None:
+            self.access.check("queue", name, "read")
+        target = self.vhost.queue_for(name, self.connection)
         entry = target.get(no_ack=no_ack)
         if entry is None:
             return None

@@ -86,6 +86,9 @@ class VirtualHost:
         for xname, xtype in PREDECLARED_EXCHANGES:
             self.exchanges[xname] = Exchange(name, xname, xtype, durable=True)
         self.dead_letter_cycles_dropped = 0
+        #: The vhost's limits (RabbitMQ's vhost-limits), set by the server; None = none.
+        self.max_queues: int | None = None
+        self.max_connections: int | None = None
 
     def _exchange_resource(self, name: str) -> str:
         return resource_name("exchange", name, self.name)
@@ -224,6 +227,11 @@ class VirtualHost:
             existing.touch()
             return existing
         settings = parse_queue_arguments(arguments, resource)
+        if self.max_queues is not None and len(self.queues) >= self.max_queues:
+            raise PreconditionFailed(
+                f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
+                f"({self.max_queues}) is reached"
+            )
         queue = Queue(
             self,
             name,

@@ -60,6 +60,8 @@ KINDS = {
     "binding": ("vhost", "source", "destination_kind", "destination", "routing_key", "args_id"),
     "mqtt_session": ("vhost", "client_id"),
     "retained": ("vhost", "topic"),
+    "vhost_limits": ("vhost",),
+    "user_limits": ("user",),
 }
 
 

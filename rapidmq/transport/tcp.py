@@ -20,6 +20,26 @@ connection object) and three tasks in one task group:
 
 When the handler sets ``closed`` the writer flushes what is left and closes the
 socket.  This module is the only one in the broker that touches sockets.
+
+TLS
+---
+A TLS listener's connection first runs :func:`tls_handshake` (bounded by the
+handshake timeout, so a client that never finishes cannot hold a socket), then
+the same three tasks with a :class:`TLSSession` between the socket and the
+handler.  The session is a bare ``ssl.SSLObject`` on memory BIOs rather than
+anyio's ``TLSStream`` for two reasons:
+
+* throughput: the reader decrypts *every* record of a received chunk before
+  one ``data_received`` (``SSLObject.read`` returns one 16 KiB record per call,
+  which through a stream would be one handler call per record), and the writer
+  encrypts everything buffered in one ``write`` and sends all records in one
+  ``send``, exactly as on plaintext;
+* one sender: TLS 1.3 makes the reading side write too (key updates), and a
+  ``TLSStream`` would then send from the reader while the writer sends.  Here
+  the reader only leaves such records in the outgoing BIO and wakes the writer.
+
+A handshake that fails (plaintext client, bad or missing certificate, old TLS
+version, timeout) closes that connection only, with one warning naming the peer.
 """
 
 from __future__ import annotations
@@ -28,9 +48,10 @@ import contextlib
 import errno
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -42,9 +63,11 @@ __all__ = [
     "HandlerFactory",
     "ListenError",
     "SocketConnection",
+    "TLSSession",
     "bind_socket",
     "listen_error",
     "open_listener",
+    "tls_handshake",
 ]
 
 log = logging.getLogger("rapidmq.connection")
@@ -59,7 +82,9 @@ class ConnectionHandler(Protocol):
     A handler may also have a ``reading_paused`` attribute: while it is true the
     reader stops reading (see the module docstring).  It is optional, so it is
     read with ``getattr`` once per received chunk, never per message.  A handler
-    with a ``local_address`` attribute is given the socket's local address.
+    with a ``local_address`` attribute is given the socket's local address, and
+    one with a ``peer_certificate`` attribute the client's verified certificate
+    on a TLS listener (``ssl.SSLSocket.getpeercert()``; None without one).
     """
 
     closed: bool
@@ -126,19 +151,215 @@ async def open_listener(host: str, port: int, *, name: str, flag: str) -> anyio.
     return first
 
 
-class SocketConnection:
-    """One accepted socket driven by a sans-IO handler."""
+class TLSSession:
+    """The TLS state of one connection whose handshake is done (see the module docstring)."""
 
-    def __init__(self, stream: anyio.abc.SocketStream, factory: HandlerFactory) -> None:
+    __slots__ = ("incoming", "outgoing", "ssl_object")
+
+    def __init__(
+        self, ssl_object: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO
+    ) -> None:
+        self.ssl_object = ssl_object
+        self.incoming = incoming
+        self.outgoing = outgoing
+
+    @property
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The client's certificate if it sent one and it was verified, else None."""
+        return self.ssl_object.getpeercert() or None
+
+    def connection_info(self) -> dict[str, Any]:
+        """The TLS fields of a connection in the management API, as RabbitMQ names them.
+
+        ``{"ssl": True, "ssl_protocol": "tlsv1.3", "ssl_key_exchange": "any",
+        "ssl_cipher": "aes_256_gcm", "ssl_hash": "sha384", "peer_cert_subject":
+        "CN=alice", "peer_cert_issuer": "CN=ca", "peer_cert_validity": "… - …"}``;
+        the peer_cert fields are None without a verified client certificate.
+        Made on request (an API call), never per message.
+        """
+        obj = self.ssl_object
+        name, protocol, _bits = obj.cipher() or ("", "", 0)
+        key_exchange, cipher, digest = _cipher_parts(name)
+        cert = self.peer_certificate
+        info: dict[str, Any] = {
+            "ssl": True,
+            "ssl_protocol": (obj.version() or protocol).lower(),
+            "ssl_key_exchange": key_exchange,
+            "ssl_cipher": cipher,
+            "ssl_hash": digest,
+            "peer_cert_subject": None,
+            "peer_cert_issuer": None,
+            "peer_cert_validity": None,
+        }
+        if cert:
+            info["peer_cert_subject"] = _distinguished_name(cert.get("subject", ()))
+            info["peer_cert_issuer"] = _distinguished_name(cert.get("issuer", ()))
+            info["peer_cert_validity"] = (
+                f"{_iso_time(cert.get('notBefore'))} - {_iso_time(cert.get('notAfter'))}"
+            )
+        return info
+
+    def decrypt(self, raw: bytes) -> tuple[bytes, bool]:
+        """All plaintext that ``raw`` completes, and whether the peer sent close_notify.
+
+        Raises:
+            ssl.SSLError: the peer sent something that is not valid TLS.
+        """
+        if raw:
+            self.incoming.write(raw)
+        read = self.ssl_object.read
+        first = b""
+        parts: list[bytes] | None = None
+        while True:
+            try:
+                part = read(RECEIVE_BYTES)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                return (b"".join(parts) if parts else first), True
+            if not part:
+                return (b"".join(parts) if parts else first), True
+            if not first:
+                first = part
+            elif parts is None:
+                parts = [first, part]
+            else:
+                parts.append(part)
+        return (b"".join(parts) if parts else first), False
+
+    def encrypt(self, data: bytes) -> bytes:
+        """The records for ``data``, after any the reader left (key updates, alerts)."""
+        if data:
+            self.ssl_object.write(data)
+        return self.outgoing.read()
+
+
+async def tls_handshake(
+    stream: anyio.abc.SocketStream, context: ssl.SSLContext, timeout_s: float
+) -> TLSSession | None:
+    """The server side of a TLS handshake on ``stream``; None (and one warning) if it fails.
+
+    The caller closes the stream when this returns None.
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    ssl_object = context.wrap_bio(incoming, outgoing, server_side=True)
+    failure = ""
+    try:
+        with anyio.fail_after(timeout_s):
+            while True:
+                try:
+                    ssl_object.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    if outgoing.pending:
+                        await stream.send(outgoing.read())
+                    incoming.write(await stream.receive(RECEIVE_BYTES))
+            if outgoing.pending:
+                await stream.send(outgoing.read())
+        return TLSSession(ssl_object, incoming, outgoing)
+    except TimeoutError:
+        failure = f"did not finish within {timeout_s:g} s"
+    except ssl.SSLError as err:
+        failure = f"failed: {_handshake_failure(err)}"
+        # Tell the client why (the alert OpenSSL left in the outgoing BIO), briefly.
+        if outgoing.pending:
+            with anyio.move_on_after(1.0), contextlib.suppress(Exception):
+                await stream.send(outgoing.read())
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        failure = "failed: the client closed the connection"
+    peer = _address(stream.extra(SocketAttribute.remote_address, ("?", 0)))
+    log.warning("TLS handshake with %s:%s %s; connection closed", peer[0], peer[1], failure)
+    return None
+
+
+_DN_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+    "domainComponent": "DC",
+}
+
+
+def _distinguished_name(rdns: Any) -> str:
+    """``CN=alice,O=Example`` from the subject or issuer of ``getpeercert()``."""
+    return ",".join(f"{_DN_NAMES.get(key, key)}={value}" for rdn in rdns for key, value in rdn)
+
+
+def _iso_time(value: Any) -> str:
+    try:
+        seconds = ssl.cert_time_to_seconds(str(value))
+    except ValueError:
+        return str(value)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _cipher_parts(name: str) -> tuple[str, str, str]:
+    """(key exchange, cipher, hash) of an OpenSSL suite name, in RabbitMQ's spelling.
+
+    ``TLS_AES_256_GCM_SHA384`` (TLS 1.3) gives ("any", "aes_256_gcm", "sha384");
+    ``ECDHE-RSA-AES128-GCM-SHA256`` gives ("ecdhe_rsa", "aes_128_gcm", "sha256").
+    """
+    if name.startswith("TLS_"):
+        body, _, digest = name[4:].rpartition("_")
+        if digest.startswith("SHA"):
+            return "any", body.lower(), digest.lower()
+        return "any", name[4:].lower(), ""
+    parts = name.split("-")
+    kx_parts: list[str] = []
+    while parts and parts[0] in ("ECDHE", "DHE", "RSA", "ECDSA", "PSK"):
+        kx_parts.append(parts.pop(0).lower())
+    digest = "sha256"
+    if parts and parts[-1].startswith("SHA"):
+        digest = parts.pop().lower()
+    cipher = "_".join(parts).lower()
+    for bits in ("128", "256"):
+        cipher = cipher.replace(f"aes{bits}", f"aes_{bits}")
+    return "_".join(kx_parts) or "rsa", cipher, digest
+
+
+#: OpenSSL's reasons for the usual handshake failures, as an operator would say them.
+_FAILURES = {
+    "WRONG_VERSION_NUMBER": "the client does not speak TLS (plaintext on a TLS port?)",
+    "HTTP_REQUEST": "the client sent plain HTTP to a TLS port",
+    "UNKNOWN_PROTOCOL": "the client does not speak TLS (plaintext on a TLS port?)",
+    "UNSUPPORTED_PROTOCOL": "the client offers only TLS versions older than 1.2",
+    "NO_SHARED_CIPHER": "the client offers no cipher suite the broker accepts",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the client sent no certificate, and one is required",
+}
+
+
+def _handshake_failure(err: ssl.SSLError) -> str:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"client certificate refused: {err.verify_message}"
+    reason = str(err.reason or err)
+    return _FAILURES.get(reason, " ".join(reason.replace("_", " ").lower().split()))
+
+
+def _address(value: object) -> tuple[str, int]:
+    return (str(value[0]), int(value[1])) if isinstance(value, tuple) else (str(value), 0)
+
+
+class SocketConnection:
+    """One accepted socket driven by a sans-IO handler (over TLS when ``tls`` is given)."""
+
+    def __init__(
+        self,
+        stream: anyio.abc.SocketStream,
+        factory: HandlerFactory,
+        tls: TLSSession | None = None,
+    ) -> None:
         self.stream = stream
+        #: The TLS session on a TLS listener, else None.
+        self.tls = tls
         raw = stream.extra(SocketAttribute.raw_socket)
         with contextlib.suppress(OSError):
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        remote = stream.extra(SocketAttribute.remote_address)
-        peer = (str(remote[0]), int(remote[1])) if isinstance(remote, tuple) else (str(remote), 0)
-        local = stream.extra(SocketAttribute.local_address)
+        peer = _address(stream.extra(SocketAttribute.remote_address))
         self.peer = peer
-        self.local = (str(local[0]), int(local[1])) if isinstance(local, tuple) else (str(local), 0)
+        self.local = _address(stream.extra(SocketAttribute.local_address))
         #: When the socket was accepted, in milliseconds since the epoch.
         self.connected_at = int(time.time() * 1000)
         #: Bytes received and sent, counted per chunk (never per frame).
@@ -149,6 +370,8 @@ class SocketConnection:
         self.handler = factory(peer, self._wake)
         if hasattr(self.handler, "local_address"):
             self.handler.local_address = self.local
+        if tls is not None and hasattr(self.handler, "peer_certificate"):
+            self.handler.peer_certificate = tls.peer_certificate
 
     def _wake(self) -> None:
         self._wake_event.set()
@@ -172,19 +395,59 @@ class SocketConnection:
         finally:
             handler.connection_lost()
             with anyio.CancelScope(shield=True):
+                if self.tls is not None:
+                    await self._tls_close()
                 await self.stream.aclose()
+
+    async def _tls_close(self) -> None:
+        """Send close_notify, briefly and best effort: the socket closes right after."""
+        tls = self.tls
+        assert tls is not None
+        with contextlib.suppress(ssl.SSLError, ValueError):
+            tls.ssl_object.unwrap()
+        if tls.outgoing.pending:
+            with anyio.move_on_after(0.5), contextlib.suppress(Exception):
+                await self.stream.send(tls.outgoing.read())
 
     async def _reader(self) -> None:
         handler = self.handler
         stream = self.stream
-        while not handler.closed:
+        tls = self.tls
+        pending = b""
+        if tls is not None:
+            # Plaintext that arrived with the end of the TLS handshake.
             try:
-                data = await stream.receive(RECEIVE_BYTES)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pending, ended = tls.decrypt(b"")
+            except ssl.SSLError:
                 return
-            except OSError:
+            if ended:
+                if pending:
+                    handler.data_received(pending)
                 return
-            self.received_bytes += len(data)
+        while not handler.closed:
+            if pending:
+                data, pending = pending, b""
+            else:
+                try:
+                    data = await stream.receive(RECEIVE_BYTES)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return
+                except OSError:
+                    return
+                self.received_bytes += len(data)
+                if tls is not None:
+                    try:
+                        data, ended = tls.decrypt(data)
+                    except ssl.SSLError:
+                        return
+                    if tls.outgoing.pending:
+                        self._wake_event.set()
+                    if ended:
+                        if data:
+                            handler.data_received(data)
+                        return
+                    if not data:
+                        continue
             handler.data_received(data)
             while not handler.closed and (
                 len(handler.out) > READ_PAUSE_BYTES or getattr(handler, "reading_paused", False)
@@ -197,10 +460,13 @@ class SocketConnection:
     async def _writer(self, scope: anyio.CancelScope) -> None:
         handler = self.handler
         stream = self.stream
+        tls = self.tls
         while True:
             await self._wake_event.wait()
             self._wake_event = anyio.Event()
             data = handler.data_to_send()
+            if tls is not None:
+                data = tls.encrypt(data)
             if data:
                 try:
                     await stream.send(data)

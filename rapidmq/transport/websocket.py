@@ -135,6 +135,9 @@ class WebSocketHandler:
         self.peer_name = f"{peer[0]}:{peer[1]}"
         #: The server's end of the socket; the transport sets it (None without a socket).
         self.local_address: tuple[str, int] | None = None
+        #: The client's verified TLS certificate (``ssl.SSLSocket.getpeercert()``); the
+        #: transport sets it on a TLS listener.  None without TLS or without a certificate.
+        self.peer_certificate: dict[str, Any] | None = None
         self.path = path
         self.subprotocols = subprotocols
         self.handshake_timeout_s = handshake_timeout_s
@@ -307,6 +310,8 @@ class WebSocketHandler:
         self.inner = self.inner_factory(self.peer, self._wake)
         if hasattr(self.inner, "local_address"):
             self.inner.local_address = self.local_address
+        if hasattr(self.inner, "peer_certificate"):
+            self.inner.peer_certificate = self.peer_certificate
         self._ws = Connection(ConnectionType.SERVER)
         if trailing:
             self._ws.receive_data(bytes(trailing))

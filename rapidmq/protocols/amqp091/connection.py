@@ -30,6 +30,7 @@ from typing import Any
 
 from pamqp import commands as spec
 
+from rapidmq.auth.backends import Authenticator, LoginResult
 from rapidmq.auth.users import UserStore
 from rapidmq.core.api import ClientInfo
 from rapidmq.core.broker import Broker, CoreConnection
@@ -63,8 +64,10 @@ from rapidmq.protocols.amqp091.handshake import (
     FRAME_MIN_SIZE,
     AMQPSettings,
     LoginRefused,
-    check_login,
     check_tune,
+    login_request,
+    offered_mechanisms,
+    refused_text,
     server_properties,
 )
 from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
@@ -95,6 +98,7 @@ CLOSE_TIMEOUT_S = 3.0
 class _State(enum.Enum):
     HEADER = "awaiting protocol header"
     START = "awaiting connection.start-ok"
+    LOGGING_IN = "logging in"  # start-ok received; the login backends have not answered yet
     TUNE = "awaiting connection.tune-ok"
     OPEN_WAIT = "awaiting connection.open"
     OPEN = "open"
@@ -121,6 +125,9 @@ class AMQPConnection(OutputBuffer):
         self.peer_name = f"{peer[0]}:{peer[1]}"
         #: The server's end of the socket; the transport sets it (None without a socket).
         self.local_address: tuple[str, int] | None = None
+        #: The client's verified TLS certificate (``ssl.SSLSocket.getpeercert()``); the
+        #: transport sets it on a TLS listener.  None without TLS or without a certificate.
+        self.peer_certificate: dict[str, Any] | None = None
         self._clock = clock
         self._init_output(wake)
         self.parser = FrameParser(frame_max=max(settings.frame_max, FRAME_MIN_SIZE))
@@ -135,6 +142,7 @@ class AMQPConnection(OutputBuffer):
         self.vhost = ""
         self.client_properties: dict[str, Any] = {}
         self.auth_mechanism = ""  # the SASL mechanism the client logged in with
+        self.login: LoginResult | None = None  # the accepted login (vhost restrictions)
         self.core: CoreConnection = None  # type: ignore[assignment]  # set on connection.open
         self.blocked = False
         self.reading_paused = False  # the transport stops reading while this is true
@@ -345,7 +353,9 @@ class AMQPConnection(OutputBuffer):
         self.state = _State.START
         method = spec.Connection.Start(
             server_properties=server_properties(self.settings),
-            mechanisms=" ".join(self.settings.mechanisms),
+            mechanisms=" ".join(
+                offered_mechanisms(self.settings, getattr(self, "peer_certificate", None))
+            ),
             locales="en_US",
         )
         encode.encode_method(self.out, 0, method)
@@ -355,24 +365,55 @@ class AMQPConnection(OutputBuffer):
         self.client_properties = dict(m.client_properties or {})
         response = m.response
         raw = response.encode("latin-1") if isinstance(response, str) else bytes(response)
+        mechanism = str(m.mechanism)
         try:
-            user = check_login(self.users, self.settings, self.peer[0], m.mechanism, raw)
-        except LoginRefused as refused:
-            auth_log.warning(
-                "AMQP login refused from %s: %s",
-                self.peer_name,
-                refused.log,
-                extra={
-                    "event": "auth.refused",
-                    "protocol": "amqp",
-                    "client_address": self.peer_name,
-                    "mechanism": m.mechanism,
-                },
+            request = login_request(
+                self.settings,
+                self.peer[0],
+                mechanism,
+                raw,
+                peer_certificate=getattr(self, "peer_certificate", None),
             )
-            self._refuse_login(refused.text)
+        except LoginRefused as refused:
+            self._login_refused(refused.log, refused.text, mechanism, "")
             return
+        authenticator = self.settings.authenticator
+        if authenticator is None:
+            authenticator = Authenticator.internal(
+                self.users, loopback_users=self.settings.loopback_users
+            )
+        self.auth_mechanism = mechanism
+        # The backends may answer later (LDAP runs in a worker thread); the client
+        # waits for connection.tune meanwhile, so nothing else can arrive.
+        self.state = _State.LOGGING_IN
+        authenticator.login(request, self._login_done)
+
+    def _login_refused(self, why: str, text: str, mechanism: str, user: str) -> None:
+        auth_log.warning(
+            "AMQP login refused from %s: %s",
+            self.peer_name,
+            why,
+            extra={
+                "event": "auth.refused",
+                "protocol": "amqp",
+                "client_address": self.peer_name,
+                "mechanism": mechanism,
+                "user": user,
+            },
+        )
+        self._refuse_login(text)
+
+    def _login_done(self, result: LoginResult) -> None:
+        """The backends' answer to start-ok: connection.tune, or a 403 close."""
+        if self.closed or self.state is not _State.LOGGING_IN:
+            return  # the client left, or the handshake timed out, meanwhile
+        user = result.user
+        if user is None:
+            mechanism = self.auth_mechanism
+            self._login_refused(result.reason, refused_text(mechanism), mechanism, "")
+            return
+        self.login = result
         self.user = user.name
-        self.auth_mechanism = str(m.mechanism)
         self.state = _State.TUNE
         tune = spec.Connection.Tune(
             channel_max=self.settings.channel_max,
@@ -404,6 +445,18 @@ class AMQPConnection(OutputBuffer):
 
     def _open(self, m: spec.Connection.Open) -> None:
         vhost = m.virtual_host or "/"
+        if self.login is not None and not self.login.may_open(vhost):
+            # An LDAP vhost group the user is not in (RabbitMQ's text for a refused vhost).
+            text = f"NOT_ALLOWED - access to vhost '{vhost}' refused for user '{self.user}'"
+            auth_log.warning(
+                "refusing AMQP connection %s (user '%s', vhost '%s'): not in its LDAP group",
+                self.peer_name,
+                self.user,
+                vhost,
+                extra={"event": "connection.refused", "protocol": "amqp", "user": self.user},
+            )
+            self._connection_error(530, text, 10, 40)
+            return
         info = ClientInfo(
             protocol="amqp091",
             peer=self.peer_name,
@@ -466,11 +519,21 @@ class AMQPConnection(OutputBuffer):
         if kind is spec.Channel.Open:
             if channel is not None:
                 self._connection_error(504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10)
-            elif channel_id > self.channel_max:
+            elif len(self.channels) >= self.channel_max:
+                # RabbitMQ counts open channels against channel_max (a higher channel
+                # number is fine while fewer are open), and says so in this text.
                 self._connection_error(
                     530,
-                    f"NOT_ALLOWED - channel number {channel_id} exceeds the negotiated "
-                    f"channel_max {self.channel_max}",
+                    f"NOT_ALLOWED - number of channels opened ({len(self.channels)}) has "
+                    f"reached the negotiated channel_max ({self.channel_max})",
+                    20,
+                    10,
+                )
+            elif (limit := self.broker.user_channel_limit(self.user)) is not None:
+                self._connection_error(
+                    530,
+                    f"NOT_ALLOWED - number of channels opened for user '{self.user}' has "
+                    f"reached the maximum allowed user limit of ({limit})",
                     20,
                     10,
                 )
@@ -533,6 +596,7 @@ class AMQPConnection(OutputBuffer):
         # RabbitMQ's names for the reader states, used in its reply texts.
         return {
             _State.START: "starting",
+            _State.LOGGING_IN: "starting",
             _State.TUNE: "tuning",
             _State.OPEN_WAIT: "opening",
             _State.OPEN: "running",
@@ -584,7 +648,7 @@ class AMQPConnection(OutputBuffer):
         self._connection_error(504, "CHANNEL_ERROR - expected 'channel.open'", class_id, method_id)
 
     def _connection_error(self, code: int, text: str, class_id: int, method_id: int) -> None:
-        if self.state in (_State.HEADER, _State.START):
+        if self.state in (_State.HEADER, _State.START, _State.LOGGING_IN):
             # Before tune the client cannot be told why; RabbitMQ just closes.
             self._finish(text)
             return

@@ -10,11 +10,15 @@ without a connection around it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rapidmq import __version__
+from rapidmq.auth.backends import LoginRequest, certificate_common_name
 from rapidmq.auth.sasl import SaslError, is_loopback, parse_amqplain, parse_plain
 from rapidmq.auth.users import User, UserStore
+
+if TYPE_CHECKING:
+    from rapidmq.auth.backends import Authenticator
 
 __all__ = [
     "FRAME_MIN_SIZE",
@@ -22,6 +26,9 @@ __all__ = [
     "LoginRefused",
     "check_login",
     "check_tune",
+    "login_request",
+    "offered_mechanisms",
+    "refused_text",
     "server_properties",
 ]
 
@@ -51,6 +58,8 @@ class AMQPSettings:
     loopback_users: tuple[str, ...] = ("guest",)
     cluster_name: str = "rapidmq"
     mechanisms: tuple[str, ...] = field(default=("PLAIN", "AMQPLAIN"))
+    #: The login chain; None = the connection's user store alone (bare connection objects).
+    authenticator: Authenticator | None = None
 
 
 class LoginRefused(Exception):
@@ -75,23 +84,47 @@ def server_properties(settings: AMQPSettings) -> dict[str, Any]:
     }
 
 
-def check_login(
-    users: UserStore,
+def offered_mechanisms(settings: AMQPSettings, peer_certificate: Any) -> tuple[str, ...]:
+    """The mechanisms of connection.start: EXTERNAL only with a verified client certificate.
+
+    As RabbitMQ's rabbitmq_auth_mechanism_ssl, EXTERNAL logs in as the
+    certificate's CN, so offering it without a certificate would only mislead.
+    """
+    if peer_certificate and certificate_common_name(peer_certificate) is not None:
+        return (*settings.mechanisms, "EXTERNAL")
+    return settings.mechanisms
+
+
+def refused_text(mechanism: str) -> str:
+    """RabbitMQ's 403 reply text for refused credentials: it never says which part was wrong."""
+    return (
+        f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
+        "For details see the broker logfile."
+    )
+
+
+def login_request(
     settings: AMQPSettings,
     peer_host: str,
     mechanism: str,
     response: bytes,
-) -> User:
-    """The user a start-ok logs in as.
+    *,
+    peer_certificate: Any = None,
+) -> LoginRequest:
+    """The login a start-ok asks for.
 
     Raises:
-        LoginRefused: with RabbitMQ's reply text, for a bad mechanism, a
-            malformed response, wrong credentials, or a loopback-only user
-            connecting from elsewhere.
+        LoginRefused: with RabbitMQ's reply text, for a mechanism not offered or
+            a malformed response.
     """
-    if mechanism not in settings.mechanisms:
+    if mechanism not in offered_mechanisms(settings, peer_certificate):
         text = f"ACCESS_REFUSED - unsupported authentication mechanism '{mechanism}'"
         raise LoginRefused(text, text)
+    if mechanism == "EXTERNAL":
+        # The response (an authzid, usually empty) is ignored, as RabbitMQ does.
+        name = certificate_common_name(peer_certificate)
+        assert name is not None  # offered_mechanisms checked it
+        return LoginRequest("amqp", name, None, peer_host, mechanism)
     try:
         if mechanism == "PLAIN":
             username, password = parse_plain(response)
@@ -99,10 +132,26 @@ def check_login(
             username, password = parse_amqplain(response)
     except SaslError as err:
         raise LoginRefused(f"ACCESS_REFUSED - {err}", str(err)) from None
-    refused = (
-        f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
-        "For details see the broker logfile."
-    )
+    return LoginRequest("amqp", username, password, peer_host, mechanism)
+
+
+def check_login(
+    users: UserStore,
+    settings: AMQPSettings,
+    peer_host: str,
+    mechanism: str,
+    response: bytes,
+) -> User:
+    """The user a start-ok logs in as, checked against ``users`` alone and at once.
+
+    Raises:
+        LoginRefused: with RabbitMQ's reply text, for a bad mechanism, a
+            malformed response, wrong credentials, or a loopback-only user
+            connecting from elsewhere.
+    """
+    request = login_request(settings, peer_host, mechanism, response)
+    username, password = request.username, request.password or ""
+    refused = refused_text(mechanism)
     user = users.authenticate(username, password)
     if user is None:
         raise LoginRefused(refused, f"user '{username}' failed to log in using {mechanism}")

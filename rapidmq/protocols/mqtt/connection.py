@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rapidmq.auth.backends import Authenticator, LoginRequest, LoginResult
 from rapidmq.auth.users import UserStore
 from rapidmq.core.api import ClientInfo
 from rapidmq.core.broker import Broker
@@ -43,7 +44,14 @@ from rapidmq.protocols.mqtt.codec import (
     encode_publish_v5,
 )
 from rapidmq.protocols.mqtt.errors import MQTTProtocolError, UnsupportedProtocolVersion
-from rapidmq.protocols.mqtt.login import Refusal, assign_client_id, check_will, log_in
+from rapidmq.protocols.mqtt.login import (
+    Login,
+    Refusal,
+    assign_client_id,
+    check_login,
+    check_will,
+    login_request,
+)
 from rapidmq.protocols.mqtt.packets import (
     MQTT_3_1_1,
     MQTT_5,
@@ -93,10 +101,13 @@ class MQTTSettings:
     topic_alias_maximum: int = 65535
     max_keep_alive_s: int = 65535  # Server Keep Alive is sent when the client asks for more
     connect_timeout_s: float = 10.0
+    #: The login chain; None = the connection's user store alone (bare connection objects).
+    authenticator: Authenticator | None = None
 
 
 class _State(enum.Enum):
     AWAIT_CONNECT = "awaiting CONNECT"
+    LOGGING_IN = "logging in"  # CONNECT received; the login backends have not answered yet
     CONNECTED = "connected"
     CLOSED = "closed"
 
@@ -123,6 +134,9 @@ class MQTTConnection(OutputBuffer):
         self.peer_name = f"{peer[0]}:{peer[1]}"
         #: The server's end of the socket; the transport sets it (None without a socket).
         self.local_address: tuple[str, int] | None = None
+        #: The client's verified TLS certificate (``ssl.SSLSocket.getpeercert()``); the
+        #: transport sets it on a TLS listener.  None without TLS or without a certificate.
+        self.peer_certificate: dict[str, Any] | None = None
         self._clock = clock
         self._init_output(wake)
         self.closed = False
@@ -192,7 +206,7 @@ class MQTTConnection(OutputBuffer):
         """Enforce the CONNECT timeout and keep-alive; returns seconds until the next call."""
         if self.closed:
             return 3600.0
-        if self.state is _State.AWAIT_CONNECT:
+        if self.state is _State.AWAIT_CONNECT or self.state is _State.LOGGING_IN:
             deadline = self._created + self.settings.connect_timeout_s
             if now >= deadline:
                 log.warning("closing MQTT connection %s: no CONNECT in time", self.peer_name)
@@ -284,6 +298,10 @@ class MQTTConnection(OutputBuffer):
         """Act on one packet from the client."""
         self.received += 1
         if self.state is not _State.CONNECTED:
+            if self.state is _State.LOGGING_IN:
+                # Pipelined after CONNECT: handled once the login is decided.
+                self._held.append(packet)
+                return
             if self.state is _State.AWAIT_CONNECT and isinstance(packet, Connect):
                 self._connect(packet)
             else:
@@ -333,20 +351,59 @@ class MQTTConnection(OutputBuffer):
             self._refuse(assigned)
             return
         client_id, generated = assigned
-        login = log_in(
+        asked = login_request(
             c,
-            self.users,
-            self.broker,
             self.peer[0],
             default_vhost=s.default_vhost,
-            loopback_users=s.loopback_users,
             allow_anonymous=s.allow_anonymous,
             anonymous_user=s.anonymous_user,
             anonymous_pass=s.anonymous_pass,
+            peer_certificate=getattr(self, "peer_certificate", None),
         )
+        if isinstance(asked, Refusal):
+            self._refuse(asked)
+            return
+        request, vhost = asked
+        authenticator = s.authenticator
+        if authenticator is None:
+            authenticator = Authenticator.internal(self.users, loopback_users=s.loopback_users)
+        self.state = _State.LOGGING_IN
+        self._held: list[Packet] = []
+
+        def done(result: LoginResult) -> None:
+            self._login_done(c, client_id, generated, request, vhost, result)
+
+        # Decided at once for the internal store; later (on the event loop) for LDAP.
+        authenticator.login(request, done)
+
+    def _login_done(
+        self,
+        c: Connect,
+        client_id: str,
+        generated: bool,
+        request: LoginRequest,
+        vhost: str,
+        result: LoginResult,
+    ) -> None:
+        if self.closed or self.state is not _State.LOGGING_IN:
+            return  # the client left, or CONNECT timed out, meanwhile
+        held, self._held = self._held, []
+        login = check_login(result, request, vhost, self.broker)
         if isinstance(login, Refusal):
             self._refuse(login)
             return
+        self._connected(c, client_id, generated, login)
+        for packet in held:
+            if self.closed:
+                return
+            self.handle_packet(packet)
+        if held and not self.closed and self.session is not None:
+            self.session.flush()
+
+    def _connected(self, c: Connect, client_id: str, generated: bool, login: Login) -> None:
+        level = c.protocol_level
+        s = self.settings
+        props = c.properties or MQTTProperties()
         refusal = check_will(c)
         if refusal is not None:
             self._refuse(refusal)

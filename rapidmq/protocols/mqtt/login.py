@@ -9,8 +9,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from rapidmq.auth.sasl import is_loopback
+from rapidmq.auth.backends import (
+    Authenticator,
+    LoginRequest,
+    LoginResult,
+    certificate_common_name,
+)
 from rapidmq.auth.users import UserStore
 from rapidmq.core.broker import Broker
 from rapidmq.protocols.mqtt.errors import InvalidTopic
@@ -23,7 +29,15 @@ from rapidmq.protocols.mqtt.packets import (
 )
 from rapidmq.protocols.mqtt.topics import validate_topic_name
 
-__all__ = ["Login", "Refusal", "assign_client_id", "check_will", "log_in"]
+__all__ = [
+    "Login",
+    "Refusal",
+    "assign_client_id",
+    "check_login",
+    "check_will",
+    "log_in",
+    "login_request",
+]
 
 log = logging.getLogger("rapidmq.auth")
 
@@ -57,21 +71,27 @@ BAD_LOGIN = Refusal(
 )
 
 
-def log_in(
+def login_request(
     connect: Connect,
-    users: UserStore,
-    broker: Broker,
     peer_host: str,
     *,
     default_vhost: str,
-    loopback_users: tuple[str, ...],
     allow_anonymous: bool,
     anonymous_user: str,
     anonymous_pass: str,
-) -> Login | Refusal:
-    """Authenticate as RabbitMQ's MQTT plugin does: ``vhost:user`` names, anonymous login."""
+    peer_certificate: Any = None,
+) -> tuple[LoginRequest, str] | Refusal:
+    """The login a CONNECT asks for and the vhost it names, as RabbitMQ's MQTT plugin reads it.
+
+    ``vhost:user`` names pick the vhost.  Without a user name, a client with a
+    verified TLS certificate logs in as the certificate's CN (RabbitMQ's
+    ``ssl_cert_login``); otherwise, if allowed, as the anonymous user.
+    """
     name = connect.username
     if name is None:
+        common_name = certificate_common_name(peer_certificate) if peer_certificate else None
+        if common_name is not None and connect.password is None:
+            return LoginRequest("mqtt", common_name, None, peer_host, "EXTERNAL"), default_vhost
         if not allow_anonymous or connect.password is not None:
             log.warning(
                 "MQTT login refused from %s: no user name",
@@ -93,31 +113,70 @@ def log_in(
     vhost = default_vhost
     if ":" in name:
         vhost, name = name.split(":", 1)
-    if users.authenticate(name, password) is None:
+    return LoginRequest("mqtt", name, password, peer_host, "PLAIN"), vhost
+
+
+def check_login(
+    result: LoginResult, request: LoginRequest, vhost: str, broker: Broker
+) -> Login | Refusal:
+    """The backends' answer to a CONNECT, and whether its vhost may be opened."""
+    name, peer_host = request.username, request.client_address
+    if result.user is None:
         log.warning(
-            "MQTT login refused for user '%s' from %s",
+            "MQTT login refused for user '%s' from %s: %s",
             name,
             peer_host,
+            result.reason,
             extra=_refused_fields(name, peer_host, vhost),
         )
         return BAD_LOGIN
-    if name in loopback_users and not is_loopback(peer_host):
+    if broker.vhost(vhost) is None:
+        return Refusal(
+            ReasonCode.NOT_AUTHORIZED, ConnAckCode311.NOT_AUTHORIZED, f"vhost '{vhost}' not found"
+        )
+    if not result.may_open(vhost):
         log.warning(
-            "user '%s' may only connect via localhost (from %s)",
+            "MQTT login refused for user '%s' from %s: not in the LDAP group of vhost '%s'",
             name,
             peer_host,
+            vhost,
             extra=_refused_fields(name, peer_host, vhost),
         )
         return Refusal(
             ReasonCode.NOT_AUTHORIZED,
             ConnAckCode311.NOT_AUTHORIZED,
-            f"user '{name}' may only connect via localhost",
+            f"access to vhost '{vhost}' refused for user '{name}'",
         )
-    if broker.vhost(vhost) is None:
-        return Refusal(
-            ReasonCode.NOT_AUTHORIZED, ConnAckCode311.NOT_AUTHORIZED, f"vhost '{vhost}' not found"
-        )
-    return Login(name, vhost)
+    return Login(result.user.name, vhost)
+
+
+def log_in(
+    connect: Connect,
+    users: UserStore,
+    broker: Broker,
+    peer_host: str,
+    *,
+    default_vhost: str,
+    loopback_users: tuple[str, ...],
+    allow_anonymous: bool,
+    anonymous_user: str,
+    anonymous_pass: str,
+) -> Login | Refusal:
+    """Authenticate against ``users`` alone, at once (no backends that may block)."""
+    asked = login_request(
+        connect,
+        peer_host,
+        default_vhost=default_vhost,
+        allow_anonymous=allow_anonymous,
+        anonymous_user=anonymous_user,
+        anonymous_pass=anonymous_pass,
+    )
+    if isinstance(asked, Refusal):
+        return asked
+    request, vhost = asked
+    decided: list[LoginResult] = []
+    Authenticator.internal(users, loopback_users=loopback_users).login(request, decided.append)
+    return check_login(decided[0], request, vhost, broker)
 
 
 def _refused_fields(user: str, peer_host: str, vhost: str = "") -> dict[str, str]:

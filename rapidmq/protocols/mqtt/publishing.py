@@ -115,6 +115,14 @@ class PublishHandler:
                 self._ack(kind, packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
             return
         message = publish_to_message(p, topic, origin=session.origin, now=conn.mqtt.clock())
+        if (qos == 2 or p.retain) and session.core_session.access is not None:
+            # Checked before the message is held or retained, so a refused one
+            # leaves nothing behind; the publish below re-checks from the cache.
+            try:
+                session.core_session.authorize_publish(message.exchange, message.routing_key)
+            except AccessRefused as err:
+                self._refused(err, qos, packet_id, topic)
+                return
         if qos == 2:
             session.incoming_qos2[packet_id] = (topic, message, p.retain)
             conn.mqtt.record_later(session)  # synced before the PUBREC goes out
@@ -122,10 +130,11 @@ class PublishHandler:
             return
         try:
             result = conn.mqtt.publish(session.core_session, topic, message, p.retain)
+        except AccessRefused as err:
+            self._refused(err, qos, packet_id, topic)
+            return
         except CoreError as err:
-            (auth_log if isinstance(err, AccessRefused) else log).warning(
-                "MQTT publish to '%s' refused: %s", topic, err.text
-            )
+            log.warning("MQTT publish to '%s' refused: %s", topic, err.text)
             if qos and conn.level == MQTT_5:
                 kind = PacketType.PUBACK if qos == 1 else PacketType.PUBREC
                 self._ack(kind, packet_id, reason_for(err))
@@ -139,6 +148,22 @@ class PublishHandler:
             code = ReasonCode.NO_MATCHING_SUBSCRIBERS
         if qos == 1:
             self._ack(PacketType.PUBACK, packet_id, code, result.batch)
+
+    def _refused(self, err: AccessRefused, qos: int, packet_id: int, topic: str) -> None:
+        """A publish the user may not make.
+
+        MQTT 5 refuses it in its acknowledgement (PUBACK or PUBREC 0x87) and, at
+        QoS 0, which has none, with DISCONNECT 0x87, as RabbitMQ's MQTT 5 support
+        does; MQTT 3.1 and 3.1.1 have no way to refuse a publish, so the
+        connection is closed, as RabbitMQ does.
+        """
+        conn = self.conn
+        auth_log.warning("MQTT publish to '%s' refused: %s", topic, err.text)
+        if qos and conn.level == MQTT_5:
+            kind = PacketType.PUBACK if qos == 1 else PacketType.PUBREC
+            self._ack(kind, packet_id, ReasonCode.NOT_AUTHORIZED)
+            return
+        conn.protocol_violation(err.text, ReasonCode.NOT_AUTHORIZED)
 
     def pubrel(self, packet_id: int) -> None:
         """PUBREL: route the held QoS 2 message, then PUBCOMP; 0x92 if the id is unknown."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rapidmq.core.errors import CoreError
+from rapidmq.core.errors import AccessRefused, CoreError
 from rapidmq.protocols.mqtt.errors import InvalidTopicFilter
 from rapidmq.protocols.mqtt.packets import (
     MQTT_5,
@@ -17,6 +17,7 @@ from rapidmq.protocols.mqtt.packets import (
     ReasonCode,
     SubAck,
     Subscribe,
+    Subscription,
     UnsubAck,
     Unsubscribe,
 )
@@ -25,6 +26,7 @@ from rapidmq.protocols.mqtt.topics import parse_shared, validate_topic_filter
 
 if TYPE_CHECKING:
     from rapidmq.protocols.mqtt.connection import MQTTConnection
+    from rapidmq.protocols.mqtt.session import MQTTSession
 
 __all__ = ["handle_subscribe", "handle_unsubscribe"]
 
@@ -56,7 +58,7 @@ def handle_subscribe(conn: MQTTConnection, packet: Subscribe) -> None:
             conn.protocol_violation(f"no local on shared subscription '{sub.filter}'")
             return
         try:
-            new = session.subscribe(sub, identifier, share)
+            new = _subscribe(session, sub, identifier, share)
         except CoreError as err:
             codes.append(reason_for(err) if v5 else FAILURE_311)
             problems.append(err.text)
@@ -72,9 +74,41 @@ def handle_subscribe(conn: MQTTConnection, packet: Subscribe) -> None:
     if want_retained:
         now = conn.mqtt.clock()
         store = conn.mqtt.retained(session.vhost)
-        for topic_filter in want_retained:
-            for topic, message in store.matching(topic_filter, now):
-                session.queue_retained(topic_filter, topic, message, now)
+        # The broker puts them into the subscription's queue, not the client: no
+        # write permission on the default exchange is needed for that.
+        with session.core_session.unchecked():
+            for topic_filter in want_retained:
+                for topic, message in store.matching(topic_filter, now):
+                    session.queue_retained(topic_filter, topic, message, now)
+
+
+def _subscribe(
+    session: MQTTSession,
+    sub: Subscription,
+    identifier: int | None,
+    share: tuple[str, str] | None,
+) -> bool:
+    """Subscribe with RabbitMQ's MQTT checks, refusing the whole subscription.
+
+    Declaring and binding the queue check configure and write on it, read on
+    ``amq.topic`` and topic read on the binding key; consuming needs read on
+    the queue, which is checked here, since the session consumes on its own
+    and only logs a refusal there.
+
+    Raises:
+        CoreError: the core refused the queue, the binding or reading.
+    """
+    core = session.core_session
+    if share is None:
+        core.authorize_read(session.queue_name)
+        return session.subscribe(sub, identifier, share)
+    new = session.subscribe(sub, identifier, share)
+    try:
+        core.authorize_read(session.subscriptions[sub.filter].queue)
+    except AccessRefused:
+        session.unsubscribe(sub.filter)
+        raise
+    return new
 
 
 def handle_unsubscribe(conn: MQTTConnection, packet: Unsubscribe) -> None:

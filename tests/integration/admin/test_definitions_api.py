@@ -255,7 +255,10 @@ async def test_a_rabbitmq_export_imports_and_its_users_log_in_with_their_passwor
     messages = [r.getMessage() for r in caplog.records if r.name == "rapidmq.admin"]
     assert any("imported by guest" in m and "3 users" in m for m in messages), messages
     assert any("policies ttl-policy" in m for m in messages), messages
-    assert any("parameters limits" in m for m in messages), messages
+    # RabbitMQ's vhost-limits parameter is applied, not skipped
+    assert admin_server.limits.vhost_limits("shop") == {"max-connections": 100}
+    assert shop.max_connections == 100
+    assert not any("parameters limits" in m for m in messages), messages
 
 
 async def test_import_adds_and_updates_but_never_deletes(

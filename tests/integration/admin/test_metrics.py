@@ -66,7 +66,9 @@ async def scrape_until(
 
 def declare_queues(server: Server, vhost: str, names: list[str]) -> None:
     """Declare through an internal core connection, as a front end would."""
-    conn = server.broker.connect(vhost, ClientInfo(protocol="http", peer="test", user="guest"))
+    conn = server.broker.connect(
+        vhost, ClientInfo(protocol="http", peer="test", user="guest"), full_access=True
+    )
     try:
         target = server.broker.vhost(vhost)
         assert target is not None
