@@ -44,7 +44,7 @@ import anyio.abc
 
 from rapidmq.admin.rates import SAMPLE_S, RateSampler
 from rapidmq.audit import configure_audit_file
-from rapidmq.auth.backends import build_authenticator
+from rapidmq.auth.backends import LoginResult, build_authenticator
 from rapidmq.auth.limiter import LoginLimiter
 from rapidmq.auth.limits import LimitStore
 from rapidmq.auth.permissions import Permission, PermissionStore
@@ -144,6 +144,7 @@ class Server:
         self.authenticator = build_authenticator(settings, lambda: self.users, self.login_limiter)
         self.amqp_settings.authenticator = self.authenticator
         self.mqtt_settings.authenticator = self.authenticator
+        self.authenticator.on_accepted = self._login_accepted
         # -- end of authentication --------------------------------------------------------
         self.connections: set[SocketConnection] = set()
         self.ports: dict[str, int | None] = {
@@ -182,6 +183,11 @@ class Server:
         s = self.settings
         users.add_user(s.default_user, s.default_pass, tags=("administrator",))
         permissions.set(Permission(s.default_user, s.default_vhost))
+
+    def _login_accepted(self, result: LoginResult) -> None:
+        """A directory login's vhost groups give it access to their vhosts."""
+        if result.backend == "ldap" and result.user is not None:
+            self.permissions.set_directory_vhosts(result.user.name, result.granted_vhosts)
 
     def protocol_connections(self) -> list[tuple[SocketConnection, Any]]:
         """Every open client connection with its protocol handler (AMQP or MQTT).

@@ -88,7 +88,9 @@ class LoginResult:
     """The outcome: ``user`` when accepted, else None with ``reason`` (for the log).
 
     ``denied_vhosts`` are vhosts this login may not open although permissions
-    might allow it (LDAP vhost groups the user is not a member of).
+    might allow it (LDAP vhost groups the user is not a member of);
+    ``granted_vhosts`` are those its groups give it (LDAP vhost groups it is a
+    member of), used where the user holds no permission of its own.
     ``unavailable`` marks a refusal because a backend could not be reached,
     which is not the client's fault and is never cached.
     """
@@ -97,6 +99,7 @@ class LoginResult:
     reason: str = ""
     backend: str = ""
     denied_vhosts: frozenset[str] = field(default_factory=frozenset)
+    granted_vhosts: frozenset[str] = field(default_factory=frozenset)
     unavailable: bool = False
 
     @property
@@ -184,6 +187,8 @@ class Authenticator:
         self.loopback_users = frozenset(loopback_users)
         self.threads = threads
         self.record = record  # audit events; off only for bare connection objects in tests
+        #: Told of every accepted login (the server records directory vhost grants).
+        self.on_accepted: Callable[[LoginResult], None] | None = None
         # Made when first needed and closed by run(): an unclosed stream warns at exit.
         self._send: MemoryObjectSendStream[_Job] | None = None
         self._receive: MemoryObjectReceiveStream[_Job] | None = None
@@ -279,6 +284,8 @@ class Authenticator:
                 None, f"user '{user.name}' may only connect via localhost", result.backend
             )
         if result.accepted:
+            if self.on_accepted is not None:
+                self.on_accepted(result)
             if self.record:
                 audit(
                     "login.succeeded",

@@ -308,14 +308,17 @@ class LdapBackend:
             tags = tuple(
                 tag for tag, group in c.tag_groups.items() if self._member(conn, group, dn)
             )
-            denied = frozenset(
-                vhost
-                for vhost, group in c.vhost_groups.items()
-                if not self._member(conn, group, dn)
-            )
+            members = {
+                vhost: self._member(conn, group, dn) for vhost, group in c.vhost_groups.items()
+            }
         finally:
             conn.unbind()
-        return LoginResult(User(username, "", tags), backend=self.name, denied_vhosts=denied)
+        return LoginResult(
+            User(username, "", tags),
+            backend=self.name,
+            denied_vhosts=frozenset(vhost for vhost, member in members.items() if not member),
+            granted_vhosts=frozenset(vhost for vhost, member in members.items() if member),
+        )
 
     def _look_up(self, username: str) -> str | None:
         c = self.config

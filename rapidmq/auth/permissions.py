@@ -64,12 +64,13 @@ def _check(*patterns: str) -> None:
 class PermissionStore:
     """Permissions and topic permissions by user and vhost."""
 
-    __slots__ = ("_metadata", "_permissions", "_topic", "version")
+    __slots__ = ("_directory", "_metadata", "_permissions", "_topic", "version")
 
     def __init__(self, *, metadata: MetadataStore | None = None) -> None:
         self._metadata = metadata
         #: Bumped by every change, so connections' cached decisions know they are stale.
         self.version = 0
+        self._directory: dict[str, frozenset[str]] = {}
         self._permissions: dict[tuple[str, str], Permission] = {}
         self._topic: dict[tuple[str, str, str], TopicPermission] = {}
 
@@ -118,7 +119,25 @@ class PermissionStore:
         self.version += 1
 
     def get(self, user: str, vhost: str) -> Permission | None:
-        return self._permissions.get((user, vhost))
+        """``user``'s permission in ``vhost``: stored, or full access a directory group gives."""
+        stored = self._permissions.get((user, vhost))
+        if stored is None and vhost in self._directory.get(user, ()):
+            return Permission(user, vhost)
+        return stored
+
+    def set_directory_vhosts(self, user: str, vhosts: frozenset[str]) -> None:
+        """The vhosts ``user``'s directory groups give at their latest login (not stored).
+
+        As RabbitMQ's LDAP ``vhost_access_query`` with ``in_group``: membership of
+        a vhost's group gives access to it, with every permission there unless the
+        user holds a permission of their own in it.
+        """
+        if self._directory.get(user, frozenset()) != vhosts:
+            if vhosts:
+                self._directory[user] = vhosts
+            else:
+                self._directory.pop(user, None)
+            self.version += 1
 
     def clear(self, user: str, vhost: str) -> bool:
         """Remove ``user``'s permission in ``vhost``; False if there was none."""

@@ -267,6 +267,23 @@ async def test_a_vhost_group_admits_only_its_members(slapd: Slapd, anyio_backend
         assert ack == ConnAck(False, 5)
 
 
+async def test_a_vhost_groups_members_may_use_it_without_a_permission_of_their_own(
+    slapd: Slapd, anyio_backend: str
+) -> None:
+    settings = ldap_settings(slapd, ldap_vhost_groups=f"restricted=cn=restricted-users,{GROUPS}")
+    async with serving(**settings) as server:
+        server.broker.add_vhost("restricted")
+        assert server.permissions.get("carol", "restricted") is None
+        # carol is in the group: it gives her the vhost, with every permission there.
+        await anyio.to_thread.run_sync(pika_login, server, "carol", "carol-pw", "restricted")
+        granted = server.permissions.get("carol", "restricted")
+        assert granted is not None and granted.configure == ".*"
+        # bob is not, and holds no permission of his own there either.
+        with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
+            await anyio.to_thread.run_sync(pika_login, server, "bob", "bob-pw", "restricted")
+        assert server.permissions.get("bob", "restricted") is None
+
+
 # -- the cache and outages -----------------------------------------------------------------
 
 

@@ -17,7 +17,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from rapidmq.auth.permissions import Permission, TopicPermission
 from rapidmq.core.api import ClientInfo, NoDeliveries
-from rapidmq.protocols.mqtt.packets import MQTT_3_1_1, MQTT_5
+from rapidmq.core.errors import AccessRefused
+from rapidmq.protocols.mqtt.packets import MQTT_3_1_1, MQTT_5, Will
+from rapidmq.protocols.mqtt.properties import MQTTProperties
 from rapidmq.server import Server
 from tests.integration.conftest import serving
 from tests.integration.mqtt_fixtures import mqtt_connect
@@ -360,3 +362,62 @@ async def test_retained_messages_reach_only_allowed_subscriptions(server: Server
 
     seen = await anyio.to_thread.run_sync(scenario)
     assert seen == [[0x87, 1], ("alice/r", b"alice/r", True), "nothing more"]
+
+
+async def test_a_will_the_user_may_not_publish_is_refused_at_connect(server: Server) -> None:
+    mqtt_grants(server)
+    for level, code in ((MQTT_3_1_1, 5), (MQTT_5, 0x87)):
+        client, ack = await mqtt_connect(
+            server,
+            f"alice-will-{level}",
+            level=level,
+            username="alice",
+            password=PASSWORD.encode(),
+            will=Will("bob/gone", b"bye"),
+        )
+        await client.aclose()
+        assert ack.reason_code == code
+        client, ack = await mqtt_connect(
+            server,
+            f"alice-own-will-{level}",
+            level=level,
+            username="alice",
+            password=PASSWORD.encode(),
+            will=Will("alice/gone", b"bye"),
+        )
+        await client.aclose()
+        assert ack.reason_code == 0
+    assert ("/", "alice-will-5") not in server.mqtt_state.sessions
+
+
+async def test_a_resumed_session_acts_with_the_new_logins_permissions(server: Server) -> None:
+    mqtt_grants(server)
+    server.permissions.set(Permission("guest", "/"))
+    # guest opens a persistent session, then alice resumes it under the same client id.
+    client, ack = await mqtt_connect(
+        server,
+        "shared-id",
+        level=MQTT_5,
+        clean_start=False,
+        username="guest",
+        password=b"guest",
+        properties=MQTTProperties(session_expiry_interval=300),
+    )
+    assert ack.reason_code == 0
+    await client.aclose()
+    client, ack = await mqtt_connect(
+        server,
+        "shared-id",
+        level=MQTT_5,
+        clean_start=False,
+        username="alice",
+        password=PASSWORD.encode(),
+        properties=MQTTProperties(session_expiry_interval=300),
+    )
+    assert ack.reason_code == 0 and ack.session_present
+    session = server.mqtt_state.sessions[("/", "shared-id")]
+    assert session.core.access is not None
+    with pytest.raises(AccessRefused):
+        session.core_session.authorize_publish("amq.topic", "bob.x")
+    session.core_session.authorize_publish("amq.topic", "alice.x")
+    await client.aclose()

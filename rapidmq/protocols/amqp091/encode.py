@@ -123,6 +123,18 @@ def encode_method(out: bytearray, channel: int, method: Frame) -> None:
     out.append(_END)
 
 
+def _fit(raw: bytes) -> bytes:
+    """``raw`` cut to the 255 bytes of a shortstr, at a UTF-8 character boundary.
+
+    An MQTT topic (up to 64 KiB) or an exchange named through the management API
+    can be longer than AMQP can carry; the delivery goes out with the name cut
+    rather than not at all (docs/compatibility.md).
+    """
+    if len(raw) <= 255:
+        return raw
+    return raw[:255].decode("utf-8", "ignore").encode("utf-8")
+
+
 def encode_deliver(
     out: bytearray,
     channel: int,
@@ -141,7 +153,9 @@ def encode_deliver(
     ex = exchange.encode("utf-8", "surrogateescape")
     rk = routing_key.encode("utf-8", "surrogateescape")
     if (len(tag) | len(ex) | len(rk)) > 255:
-        raise _too_long(tag, ex, rk)
+        ex, rk = _fit(ex), _fit(rk)
+        if len(tag) > 255:
+            raise _too_long(tag)
     size = 16 + len(tag) + len(ex) + len(rk)
     out += _METHOD_SHORTSTR.pack(1, channel, size, _BASIC, 60, len(tag))
     out += tag
@@ -165,10 +179,8 @@ def encode_get_ok(
     frame_max: int,
 ) -> None:
     """basic.get-ok with its content header and body frames."""
-    ex = _utf8(exchange)
-    rk = _utf8(routing_key)
-    if (len(ex) | len(rk)) > 255:
-        raise _too_long(ex, rk)
+    ex = _fit(_utf8(exchange))
+    rk = _fit(_utf8(routing_key))
     size = 19 + len(ex) + len(rk)
     out += _GET_OK_HEAD.pack(1, channel, size, _BASIC, 71, delivery_tag, redelivered, len(ex))
     out += ex
@@ -190,11 +202,9 @@ def encode_return(
     frame_max: int,
 ) -> None:
     """basic.return with its content header and body frames."""
-    text = _utf8(reply_text)
-    ex = _utf8(exchange)
-    rk = _utf8(routing_key)
-    if (len(text) | len(ex) | len(rk)) > 255:
-        raise _too_long(text, ex, rk)
+    text = _fit(_utf8(reply_text))
+    ex = _fit(_utf8(exchange))
+    rk = _fit(_utf8(routing_key))
     size = 9 + len(text) + len(ex) + len(rk)
     out += _RETURN_HEAD.pack(1, channel, size, _BASIC, 50, reply_code, len(text))
     out += text

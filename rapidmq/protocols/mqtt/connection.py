@@ -52,6 +52,7 @@ from rapidmq.protocols.mqtt.login import (
     check_will,
     login_request,
 )
+from rapidmq.protocols.mqtt.mapping import TOPIC_EXCHANGE
 from rapidmq.protocols.mqtt.packets import (
     MQTT_3_1_1,
     MQTT_5,
@@ -77,6 +78,7 @@ from rapidmq.protocols.mqtt.publishing import PublishHandler
 from rapidmq.protocols.mqtt.session import MQTTSession, Outgoing, with_alias
 from rapidmq.protocols.mqtt.state import MQTTState
 from rapidmq.protocols.mqtt.subscribing import handle_subscribe, handle_unsubscribe
+from rapidmq.protocols.mqtt.topics import topic_to_routing_key
 from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
 
 __all__ = ["MQTTConnection", "MQTTSettings"]
@@ -429,6 +431,13 @@ class MQTTConnection(OutputBuffer):
             expiry_s = 0 if c.clean_start else None
         key = (login.vhost, client_id)
         mqtt = self.mqtt
+        info = ClientInfo(protocol="mqtt", peer=self.peer_name, name=client_id, user=login.user)
+        try:
+            # Checked before a take-over: a login refused the vhost leaves its holder be.
+            access = self.broker.access_for(login.vhost, info)
+        except CoreError as err:
+            self._refuse(Refusal(ReasonCode.NOT_AUTHORIZED, 5, err.text))
+            return
         previous = mqtt.connections.get(key)
         if previous is not None:
             log.info(
@@ -444,10 +453,25 @@ class MQTTConnection(OutputBuffer):
             session = None
         present = session is not None
         if session is None:
-            info = ClientInfo(protocol="mqtt", peer=self.peer_name, name=client_id, user=login.user)
             try:
                 session = mqtt.open_session(login.vhost, client_id, info, expiry_s)
             except CoreError as err:
+                self._refuse(Refusal(ReasonCode.NOT_AUTHORIZED, 5, err.text))
+                return
+        else:
+            # A resumed session (possibly restored at start-up, with no user) now acts
+            # for this login's user.
+            session.core.grant(access)
+        if c.will is not None:
+            # As RabbitMQ: the will's topic needs write permission at CONNECT, so a will
+            # that could never be published is refused up front.
+            try:
+                session.core_session.authorize_publish(
+                    TOPIC_EXCHANGE, topic_to_routing_key(c.will.topic)
+                )
+            except CoreError as err:
+                if not present:
+                    mqtt.end_session(session)
                 self._refuse(Refusal(ReasonCode.NOT_AUTHORIZED, 5, err.text))
                 return
         session.expiry_s = expiry_s

@@ -177,3 +177,16 @@ def test_too_long_short_string_raises_value_error() -> None:
         assert "255" in str(err)
     else:
         raise AssertionError("a 256-octet consumer tag was encoded")
+
+
+def test_routing_keys_and_exchanges_longer_than_a_shortstr_are_cut_at_a_character() -> None:
+    # An MQTT topic of up to 64 KiB becomes a routing key: it is delivered cut, not dropped.
+    long_key = "é" * 200  # 400 octets
+    out = bytearray()
+    encode.encode_deliver(out, 1, "c", 1, False, "x" * 300, long_key, b"\x00\x00", b"", 0)
+    method = pamqp_frame.unmarshal(bytes(out))[2]
+    assert method.exchange == "x" * 255
+    assert method.routing_key == "é" * 127  # 254 octets: the 255th would split a character
+    got = bytearray()
+    encode.encode_get_ok(got, 1, 7, False, "", long_key, 0, b"\x00\x00", b"", 0)
+    assert pamqp_frame.unmarshal(bytes(got))[2].routing_key == "é" * 127
