@@ -290,13 +290,13 @@ async def vhost_topic_permissions(request: Request) -> Response:
 # -- users ---------------------------------------------------------------------------------
 
 
-def _user_json(user: User) -> dict[str, Any]:
+def _user_json(server: Server, user: User) -> dict[str, Any]:
     return {
         "name": user.name,
         "password_hash": user.password_hash,
         "hashing_algorithm": HASHING_ALGORITHM,
         "tags": list(user.tags),
-        "limits": {},
+        "limits": server.limits.user_limits(user.name),
     }
 
 
@@ -309,11 +309,12 @@ def _existing_user(server: Server, name: str) -> User:
 
 async def list_users(request: Request) -> Response:
     require_administrator(request)
-    users = list(server_of(request).users)
+    server = server_of(request)
+    users = list(server.users)
     return list_response(
         request,
         users,
-        render=_user_json,
+        render=lambda u: _user_json(server, u),
         name=lambda u: u.name,
         sort_keys={"name": lambda u: u.name},
         default_sort=lambda u: u.name,
@@ -324,12 +325,13 @@ async def users_without_permissions(request: Request) -> Response:
     require_administrator(request)
     server = server_of(request)
     granted = {p.user for p in server.permissions}
-    return respond([_user_json(u) for u in server.users if u.name not in granted])
+    return respond([_user_json(server, u) for u in server.users if u.name not in granted])
 
 
 async def get_user(request: Request) -> Response:
     require_administrator(request)
-    return respond(_user_json(_existing_user(server_of(request), path_name(request, "user"))))
+    server = server_of(request)
+    return respond(_user_json(server, _existing_user(server, path_name(request, "user"))))
 
 
 def _password_hash(body: Mapping[str, Any]) -> str | Response:

@@ -315,6 +315,13 @@ class Authenticator:
 
     # -- the server task -----------------------------------------------------------------
 
+    def close(self) -> None:
+        """Drop the queue of logins waiting for a worker (when no :meth:`run` task ever ran)."""
+        for stream in (self._send, self._receive):
+            if stream is not None:
+                stream.close()
+        self._send = self._receive = None
+
     def _open_queue(self) -> None:
         self._send, self._receive = anyio.create_memory_object_stream[_Job](MAX_PENDING)
 

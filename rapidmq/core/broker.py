@@ -73,6 +73,8 @@ class CoreConnection:
         self.sessions: list[Session] = []
         self.exclusive_queues: dict[str, Queue] = {}
         self.closed = False
+        #: Whether it counts toward max-connections (a live client's connection).
+        self.counted = False
 
     def grant(self, access: Access | None) -> None:
         """Check this connection's sessions, present and future, against ``access``."""
@@ -334,9 +336,35 @@ class Broker:
         connection = CoreConnection(self, host, client, access)
         self._connections[connection] = None
         if _is_client(client):
-            self._clients_in_vhost[host.name] = self._clients_in_vhost.get(host.name, 0) + 1
-            self._clients_of_user.setdefault(client.user, {})[connection] = None
+            self._count_client(connection)
         return connection
+
+    def _count_client(self, connection: CoreConnection) -> None:
+        name = connection.vhost.name
+        self._clients_in_vhost[name] = self._clients_in_vhost.get(name, 0) + 1
+        self._clients_of_user.setdefault(connection.client.user, {})[connection] = None
+        connection.counted = True
+
+    def suspend(self, connection: CoreConnection) -> None:
+        """Its client is gone but the connection stays (an MQTT persistent session).
+
+        It no longer counts toward max-connections, as RabbitMQ counts only
+        connected clients.
+        """
+        if connection.counted:
+            self._forget_client(connection)
+
+    def resume(self, connection: CoreConnection, client: ClientInfo) -> None:
+        """A client takes a suspended connection back: it counts again, for ``client``.
+
+        Raises:
+            NotAllowed: a connection limit of the vhost or of ``client.user`` is reached.
+        """
+        if connection.counted or not _is_client(client):
+            return
+        self._check_connection_limits(connection.vhost, client.user)
+        connection.client = client
+        self._count_client(connection)
 
     def _check_connection_limits(self, host: VirtualHost, user: str) -> None:
         """RabbitMQ's vhost and user max-connections, refused with its texts.
@@ -387,11 +415,12 @@ class Broker:
 
     def connection_closed(self, connection: CoreConnection) -> None:
         """Called by :meth:`CoreConnection.close`."""
-        if connection in self._connections and _is_client(connection.client):
+        if connection in self._connections and connection.counted:
             self._forget_client(connection)
         self._connections.pop(connection, None)
 
     def _forget_client(self, connection: CoreConnection) -> None:
+        connection.counted = False
         name, user = connection.vhost.name, connection.client.user
         left = self._clients_in_vhost.get(name, 0) - 1
         if left > 0:

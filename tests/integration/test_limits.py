@@ -68,8 +68,12 @@ def refused_text(server: Server, vhost: str = "/", user: str = "guest", pw: str 
 class MQTT:
     """A paho client kept connected until closed; ``code`` is its CONNACK's."""
 
-    def __init__(self, server: Server, client_id: str, user: str = "guest") -> None:
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    def __init__(
+        self, server: Server, client_id: str, user: str = "guest", *, clean: bool = True
+    ) -> None:
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean
+        )
         self.client.username_pw_set(user, "guest")
         self.codes: list[int] = []
         self.reason = ""
@@ -161,6 +165,25 @@ async def test_vhost_max_connections_counts_mqtt_and_amqp_together(
     assert first_code_refused(mqtt_code)
     assert "connection limit (1) is reached" in amqp_text
     assert first_code_refused(after_amqp)
+
+
+async def test_a_persistent_mqtt_session_counts_only_while_its_client_is_connected(
+    broker: Server, api: httpx.AsyncClient
+) -> None:
+    assert (await put_limit(api, "vhost-limits/%2F/max-connections", 1)).status_code == 204
+
+    def scenario() -> tuple[int, str]:
+        MQTT(broker, "limits-persistent", clean=False).close()  # the session stays
+        with amqp(broker):  # the one connection the vhost allows is free
+            resumed = MQTT(broker, "limits-persistent", clean=False)
+            resumed.close()
+        again = MQTT(broker, "limits-persistent", clean=False)
+        again.close()
+        return resumed.code, str(again.code)
+
+    refused_while_amqp_is_open, after = await run(scenario)
+    assert first_code_refused(refused_while_amqp_is_open)
+    assert after == "0"
 
 
 def first_code_refused(code: int) -> bool:
@@ -261,6 +284,7 @@ async def test_limits_are_listed_replaced_and_cleared_through_the_api(
     assert (await api.get("/api/user-limits")).json() == [
         {"user": "cat", "value": {"max-channels": 3}}
     ]
+    assert (await api.get("/api/users/cat")).json()["limits"] == {"max-channels": 3}
     text = await run(lambda: refused_text(broker))
     assert "connection limit (0) is reached" in text
     # -1 is no limit, and is shown back as RabbitMQ does

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from rapidmq.auth.backends import Authenticator, LoginRequest, LoginResult
 from rapidmq.auth.users import UserStore
 from rapidmq.core.broker import Broker
 from rapidmq.core.message import Message, Properties
 from rapidmq.protocols.mqtt.codec import MQTTParser, encode
-from rapidmq.protocols.mqtt.connection import MQTTConnection, MQTTSettings
+from rapidmq.protocols.mqtt.connection import MAX_HELD_PACKETS, MQTTConnection, MQTTSettings
 from rapidmq.protocols.mqtt.packets import (
     MQTT_3_1,
     MQTT_3_1_1,
@@ -950,3 +951,33 @@ def test_resource_alarms_stop_reading_publishers_but_not_subscribers() -> None:
         False,
         False,
     ]
+
+
+class _Undecided:
+    """A backend whose answer never comes back (a directory that does not reply)."""
+
+    name = "slow"
+
+    def decide(self, request: LoginRequest) -> LoginResult | None:
+        return None
+
+    def check_blocking(self, request: LoginRequest) -> LoginResult:
+        raise AssertionError("no worker runs in this test")
+
+    def remember(self, request: LoginRequest, result: LoginResult) -> None:
+        raise AssertionError("no worker runs in this test")
+
+
+def test_packets_pipelined_behind_a_pending_login_are_bounded() -> None:
+    authenticator = Authenticator([_Undecided()])
+    world = World(settings=MQTTSettings(authenticator=authenticator))
+    client = world.client()
+    try:
+        assert client.connect("c1", username="alice", password=b"secret") == []
+        pings = encode(PingReq(), MQTT_5) * MAX_HELD_PACKETS
+        client.conn.data_received(pings)
+        assert not client.conn.closed  # held for when the login is decided
+        client.conn.data_received(encode(PingReq(), MQTT_5))
+        assert client.conn.closed
+    finally:
+        authenticator.close()

@@ -83,6 +83,9 @@ from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
 
 __all__ = ["MQTTConnection", "MQTTSettings"]
 
+#: Packets a client may pipeline behind CONNECT while its login is being decided.
+MAX_HELD_PACKETS = 1000
+
 log = logging.getLogger("rapidmq.connection")
 
 DEFAULT_MAX_PACKET_SIZE = 268435455
@@ -301,7 +304,11 @@ class MQTTConnection(OutputBuffer):
         self.received += 1
         if self.state is not _State.CONNECTED:
             if self.state is _State.LOGGING_IN:
-                # Pipelined after CONNECT: handled once the login is decided.
+                # Pipelined after CONNECT: handled once the login is decided, up to a
+                # bound, so a client cannot make the broker buffer while LDAP answers.
+                if len(self._held) >= MAX_HELD_PACKETS:
+                    self._close(None, publish_will=False)
+                    return
                 self._held.append(packet)
                 return
             if self.state is _State.AWAIT_CONNECT and isinstance(packet, Connect):
@@ -460,7 +467,12 @@ class MQTTConnection(OutputBuffer):
                 return
         else:
             # A resumed session (possibly restored at start-up, with no user) now acts
-            # for this login's user.
+            # for this login's user, and counts toward the connection limits again.
+            try:
+                self.broker.resume(session.core, info)
+            except CoreError as err:
+                self._refuse(Refusal(ReasonCode.NOT_AUTHORIZED, 5, err.text))
+                return
             session.core.grant(access)
         if c.will is not None:
             # As RabbitMQ: the will's topic needs write permission at CONNECT, so a will

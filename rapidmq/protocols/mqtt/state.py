@@ -120,6 +120,7 @@ class MQTTState:
     def session_detached(self, session: MQTTSession, now: float) -> None:
         """Its connection closed: end the session or start its expiry."""
         session.detach()
+        self.broker.suspend(session.core)
         if session.expiry_s == 0:
             self.end_session(session)
         else:
@@ -174,6 +175,7 @@ class MQTTState:
             except CoreError as err:
                 log.warning("stored MQTT session %s skipped: %s", record.client_id, err.text)
                 continue
+            self.broker.suspend(session.core)  # no client yet: not a connection that counts
             subscriptions = {
                 name: SessionSubscription(sub.options, sub.identifier, sub.share)
                 for name, sub in record.subscriptions.items()
