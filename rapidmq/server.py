@@ -19,14 +19,13 @@ and tells the front ends which batch is durable (ARCHITECTURE.md §4).
 A resource monitor samples the process's resident memory and the data dir's
 free disk space (:mod:`rapidmq.core.alarms` decides): past half the memory
 high watermark it pages bodies of stored messages out of memory, and while a
-memory or disk alarm is on, publishing connections are blocked.
+memory or disk alarm is on, publishing connections are blocked.  Both tasks
+live in :mod:`rapidmq.upkeep`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import logging
 import os
@@ -51,10 +50,7 @@ from rapidmq.auth.permissions import Permission, PermissionStore
 from rapidmq.auth.users import UserStore
 from rapidmq.config import Settings, tls_enabled
 from rapidmq.core.alarms import (
-    AlarmEvent,
-    AlarmSet,
     ResourceAlarms,
-    format_size,
     parse_size,
     parse_watermark,
 )
@@ -62,6 +58,12 @@ from rapidmq.core.broker import Broker
 from rapidmq.core.message_codec import MessageCodec
 from rapidmq.core.persistence import Persistence
 from rapidmq.logs import configure_logging
+from rapidmq.process import (
+    disk_free_bytes,
+    fd_limit,
+    open_fds,
+    resident_bytes,
+)
 from rapidmq.protocols.amqp091.connection import AMQPConnection, AMQPSettings
 from rapidmq.protocols.amqp091.properties import decode_properties, encode_properties
 from rapidmq.protocols.mqtt.connection import MQTTConnection, MQTTSettings
@@ -79,6 +81,7 @@ from rapidmq.transport.tcp import (
 )
 from rapidmq.transport.tls import server_context
 from rapidmq.transport.websocket import websocket_factory
+from rapidmq.upkeep import flush_messages, monitor_resources
 
 __all__ = ["Server", "run"]
 
@@ -86,19 +89,8 @@ log = logging.getLogger("rapidmq")
 
 #: How long open connections get to finish closing on shutdown.
 SHUTDOWN_GRACE_S = 5.0
-#: At most this often, the key ranges of dropped queues are compacted away.
-COMPACT_EVERY_S = 30.0
-#: A store error is retried after this wait, doubled each time up to the maximum.
-STORAGE_RETRY_S = 0.1
-STORAGE_RETRY_MAX_S = 5.0
 #: How often the core's timers (message TTL, queue expiry) are checked.
 TICK_S = 0.05
-#: How often memory and disk are sampled.  A publisher on loopback can send
-#: 300 MB/s, so this is what bounds the overshoot past the watermark; a sample
-#: costs about 20 µs.
-MONITOR_S = 0.05
-#: While the memory alarm is on, freed heap is handed back to the OS this often.
-TRIM_S = 0.5
 
 
 class Server:
@@ -208,10 +200,10 @@ class Server:
     def resources(self) -> dict[str, int]:
         """Memory, disk and file descriptors of the process, read now."""
         return {
-            "memory_used_bytes": _resident_bytes(),
-            "disk_free_bytes": _disk_free_bytes(self.settings.data_dir) or 0,
-            "fd_used": _open_fds(),
-            "fd_total": _fd_limit(),
+            "memory_used_bytes": resident_bytes(),
+            "disk_free_bytes": disk_free_bytes(self.settings.data_dir) or 0,
+            "fd_used": open_fds(),
+            "fd_total": fd_limit(),
         }
 
     def _amqp_handler(self, peer: tuple[str, int], wake: Callable[[], None]) -> ConnectionHandler:
@@ -221,6 +213,12 @@ class Server:
         return self._watch(
             MQTTConnection(self.broker, self.users, self.mqtt_state, self.mqtt_settings, peer, wake)
         )
+
+    def _alarms_changed(self) -> None:
+        """Tell every publishing connection which alarms are on now."""
+        active = self.alarms.active
+        for handler in list(self._blockable):
+            handler.set_resource_alarms(active)
 
     def _watch(self, handler: _Blockable) -> _Blockable:
         self._blockable.add(handler)
@@ -271,138 +269,6 @@ class Server:
             if deadline is not None and deadline <= now:
                 broker.tick()
             self.mqtt_state.tick(now)
-
-    async def _flush_messages(self) -> None:
-        """The group commit: commit, sync in a worker thread, report the durable batch.
-
-        It sleeps on an event while nothing is written, so an idle broker pays nothing.
-        A store error (disk full, I/O error) does not stop the broker: it sets the
-        storage alarm, which blocks publishers, holds every confirm not yet synced and
-        retries with backoff; a retry that writes and syncs clears the alarm.  RocksDB
-        consumes a batch it refuses, so the writes of a refused batch are gone from the
-        store (the messages stay in memory): publishes from that batch on are never
-        confirmed by this process, and the alarm stays on until a restart.
-        """
-        persist = self.broker.persistence
-        if persist is None:
-            return
-        store = persist.store
-        alarms = self.alarms
-        written = anyio.Event()
-
-        def wakeup() -> None:
-            written.set()
-
-        def tell_publishers(events: list[AlarmEvent]) -> None:
-            if events:
-                active = alarms.active
-                for handler in list(self._blockable):
-                    handler.set_resource_alarms(active)
-
-        persist.wakeup = wakeup
-        next_compaction = 0.0
-        retry_s = 0.0  # 0 while the store works; else the wait before the next retry
-        lost_batch: int | None = None  # the first batch whose writes the store refused
-        if persist.pending:
-            written.set()
-        try:
-            while True:
-                if retry_s:
-                    await anyio.sleep(retry_s)
-                else:
-                    await written.wait()
-                written = anyio.Event()  # writes from here on wake the next round
-                writing = persist.batch
-                try:
-                    persist.commit()
-                except StorageError as err:
-                    if lost_batch is None:
-                        lost_batch = writing
-                        log.error("%s; publishes from now on are not confirmed", err)
-                    tell_publishers(alarms.storage_failed(str(err)))
-                    retry_s = min(max(retry_s * 2, STORAGE_RETRY_S), STORAGE_RETRY_MAX_S)
-                    continue
-                try:
-                    durable = await anyio.to_thread.run_sync(store.sync)
-                    now = time.monotonic()
-                    if getattr(store, "compaction_pending", False) and now >= next_compaction:
-                        # Deleted and purged queues leave key ranges that RocksDB's own
-                        # background compaction reaches late; reclaim them, off the loop.
-                        next_compaction = now + COMPACT_EVERY_S
-                        await anyio.to_thread.run_sync(store.compact)  # type: ignore[attr-defined]
-                except StorageError as err:
-                    if not alarms.storage:
-                        log.error("%s; confirms wait for the store", err)
-                    tell_publishers(alarms.storage_failed(str(err)))
-                    retry_s = min(max(retry_s * 2, STORAGE_RETRY_S), STORAGE_RETRY_MAX_S)
-                    continue
-                # Never confirm from a refused batch on: its writes are not in the store.
-                persist.durable(durable if lost_batch is None else min(durable, lost_batch - 1))
-                if lost_batch is None:
-                    retry_s = 0.0
-                    if alarms.storage:
-                        log.info("storage alarm cleared: the store writes and syncs again")
-                        tell_publishers(alarms.storage_recovered())
-        finally:
-            persist.wakeup = None
-
-    async def _monitor_resources(self) -> None:
-        """Sample memory and disk; page out, and block or unblock publishers on a change."""
-        alarms = self.alarms
-        log.info(
-            "memory high watermark %s (paging from %s); disk free limit %s",
-            format_size(alarms.memory_limit_bytes),
-            format_size(alarms.paging_threshold_bytes),
-            format_size(alarms.disk_free_limit_bytes),
-        )
-        paging_store = self.settings.storage == "rocksdb"
-        trimmed_at = 0.0
-        while True:
-            events = alarms.update(
-                memory_used_bytes=_resident_bytes(),
-                disk_free_bytes=_disk_free_bytes(self.settings.data_dir),
-            )
-            persist = self.broker.persistence
-            try:
-                paged = (
-                    alarms.paging and paging_store and persist is not None and persist.page_out()
-                )
-            except StorageError as err:
-                # A full disk refuses the page writes: keep the bodies in memory, and
-                # let the disk and storage alarms block the publishers.
-                log.warning("paging out message bodies failed: %s", err)
-                paged = False
-            now = time.monotonic()
-            # glibc keeps freed heap (paged or drained bodies) until asked to return it.
-            if paged or (alarms.memory and now - trimmed_at >= TRIM_S):
-                _return_free_memory()
-                trimmed_at = now
-            for event in events:
-                what = "in use" if event.resource == "memory" else "free"
-                limit = "watermark" if event.resource == "memory" else "limit"
-                if isinstance(event, AlarmSet):
-                    log.warning(
-                        "%s alarm set: %s %s, %s %s; publishers are blocked",
-                        event.resource,
-                        format_size(event.used),
-                        what,
-                        limit,
-                        format_size(event.limit),
-                    )
-                else:
-                    log.info(
-                        "%s alarm cleared: %s %s, %s %s",
-                        event.resource,
-                        format_size(event.used),
-                        what,
-                        limit,
-                        format_size(event.limit),
-                    )
-            if events:
-                active = alarms.active
-                for handler in list(self._blockable):
-                    handler.set_resource_alarms(active)
-            await anyio.sleep(MONITOR_S)
 
     def statistics(self) -> dict[str, Any]:
         """The core's figures, which carry the resource alarms (``"alarms": ["memory"]``)."""
@@ -552,8 +418,13 @@ class Server:
                 for listener, factory in self._listeners:
                     tg.start_soon(self._serve_listener, listener, factory)
                 tg.start_soon(self._tick)
-                tg.start_soon(self._flush_messages)
-                tg.start_soon(self._monitor_resources)
+                if self.broker.persistence is not None:
+                    tg.start_soon(
+                        flush_messages, self.broker.persistence, self.alarms, self._alarms_changed
+                    )
+                tg.start_soon(
+                    monitor_resources, self.broker, self.alarms, self.settings, self._alarms_changed
+                )
                 tg.start_soon(self.authenticator.run)  # logins that wait for LDAP
                 if self._http_sockets:
                     self._start_http(tg)
@@ -635,58 +506,6 @@ class Server:
 
 
 _Blockable = TypeVar("_Blockable", AMQPConnection, MQTTConnection)
-
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
-
-
-def _resident_bytes() -> int:
-    """The process's resident set size, from /proc/self/statm."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_BYTES
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _disk_free_bytes(path: str) -> int | None:
-    """Space free to unprivileged users on the file system holding ``path``."""
-    try:
-        stat = os.statvfs(path)
-    except OSError:
-        return None
-    return stat.f_bavail * stat.f_frsize
-
-
-def _open_fds() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return 0
-
-
-def _fd_limit() -> int:
-    import resource
-
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return None
-    return trim
-
-
-_malloc_trim = _load_malloc_trim()
-
-
-def _return_free_memory() -> None:
-    """Give freed heap pages back to the OS (glibc keeps them otherwise), so RSS falls."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 async def _main(settings: Settings) -> int:

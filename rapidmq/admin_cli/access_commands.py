@@ -18,30 +18,24 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rapidmq.admin_cli.commands import (
+from rapidmq.admin_cli.common import (
+    EXIT_USAGE,
     Context,
     Handler,
     Subparsers,
-    run_admin,
+    admin_runner,
+    print_items,
+    segment,
 )
-from rapidmq.admin_cli.output import table, to_json
 
 if TYPE_CHECKING:
     from rapidmq.admin_cli.client import Client
 
 __all__ = ["add_access_commands", "parse_tags"]
 
-EXIT_USAGE = 2
-
 _USER_COLUMNS = ("name", "tags")
 _VHOST_COLUMNS = ("name", "description", "tags", "messages")
 _PERMISSION_COLUMNS = ("user", "vhost", "configure", "write", "read")
-
-
-def _segment(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
 
 
 def parse_tags(values: list[str] | str | None) -> list[str]:
@@ -67,19 +61,11 @@ def _new_password(given: str) -> str:
     return password
 
 
-def _print_list(items: Any, columns: tuple[str, ...], ctx: Context) -> int:
-    if ctx.format == "json":
-        print(to_json(items))
-    else:
-        print(table(items if isinstance(items, list) else [], columns))
-    return 0
-
-
 # --- users ----------------------------------------------------------------------------------
 
 
 def _user(client: Client, name: str) -> dict[str, Any]:
-    found = client.get(f"/users/{_segment(name)}", what=f"user {name!r}")
+    found = client.get(f"/users/{segment(name)}", what=f"user {name!r}")
     return found if isinstance(found, dict) else {}
 
 
@@ -88,24 +74,24 @@ def _users_add(client: Client, args: argparse.Namespace, ctx: Context) -> int:
 
     password = _new_password(args.new_password)
     try:
-        client.get(f"/users/{_segment(args.name)}")
+        client.get(f"/users/{segment(args.name)}")
     except AdminError as err:
         if err.status != 404:
             raise
     else:
         raise AdminError(f"user {args.name!r} already exists")
     body = {"password": password, "tags": ",".join(parse_tags(args.tags))}
-    client.request("PUT", f"/users/{_segment(args.name)}", body=body)
+    client.request("PUT", f"/users/{segment(args.name)}", body=body)
     return ctx.done(f"user {args.name!r} added")
 
 
 def _users_delete(client: Client, args: argparse.Namespace, ctx: Context) -> int:
-    client.request("DELETE", f"/users/{_segment(args.name)}", what=f"user {args.name!r}")
+    client.request("DELETE", f"/users/{segment(args.name)}", what=f"user {args.name!r}")
     return ctx.done(f"user {args.name!r} deleted")
 
 
 def _users_list(client: Client, args: argparse.Namespace, ctx: Context) -> int:
-    return _print_list(client.get("/users"), _USER_COLUMNS, ctx)
+    return print_items(client.get("/users"), _USER_COLUMNS, ctx)
 
 
 def _users_set_tags(client: Client, args: argparse.Namespace, ctx: Context) -> int:
@@ -116,7 +102,7 @@ def _users_set_tags(client: Client, args: argparse.Namespace, ctx: Context) -> i
         "hashing_algorithm": user.get("hashing_algorithm", "rabbit_password_hashing_sha256"),
         "tags": ",".join(tags),
     }
-    client.request("PUT", f"/users/{_segment(args.name)}", body=body, what=f"user {args.name!r}")
+    client.request("PUT", f"/users/{segment(args.name)}", body=body, what=f"user {args.name!r}")
     return ctx.done(f"tags of user {args.name!r} set to {','.join(tags) or '(none)'}")
 
 
@@ -124,7 +110,7 @@ def _users_change_password(client: Client, args: argparse.Namespace, ctx: Contex
     password = _new_password(args.new_password)
     user = _user(client, args.name)
     body = {"password": password, "tags": ",".join(str(t) for t in user.get("tags") or [])}
-    client.request("PUT", f"/users/{_segment(args.name)}", body=body, what=f"user {args.name!r}")
+    client.request("PUT", f"/users/{segment(args.name)}", body=body, what=f"user {args.name!r}")
     return ctx.done(f"password of user {args.name!r} changed")
 
 
@@ -135,24 +121,24 @@ def _vhosts_add(client: Client, args: argparse.Namespace, ctx: Context) -> int:
     body: dict[str, Any] = {"description": args.description or ""}
     if args.tags is not None:
         body["tags"] = ",".join(parse_tags(args.tags))
-    client.request("PUT", f"/vhosts/{_segment(args.name)}", body=body)
+    client.request("PUT", f"/vhosts/{segment(args.name)}", body=body)
     return ctx.done(f"vhost {args.name!r} added")
 
 
 def _vhosts_delete(client: Client, args: argparse.Namespace, ctx: Context) -> int:
-    client.request("DELETE", f"/vhosts/{_segment(args.name)}", what=f"vhost {args.name!r}")
+    client.request("DELETE", f"/vhosts/{segment(args.name)}", what=f"vhost {args.name!r}")
     return ctx.done(f"vhost {args.name!r} deleted")
 
 
 def _vhosts_list(client: Client, args: argparse.Namespace, ctx: Context) -> int:
-    return _print_list(client.get("/vhosts"), _VHOST_COLUMNS, ctx)
+    return print_items(client.get("/vhosts"), _VHOST_COLUMNS, ctx)
 
 
 # --- permissions ----------------------------------------------------------------------------
 
 
 def _permission_path(args: argparse.Namespace, ctx: Context) -> str:
-    return f"/permissions/{ctx.v}/{_segment(args.username)}"
+    return f"/permissions/{ctx.v}/{segment(args.username)}"
 
 
 def _permissions_set(client: Client, args: argparse.Namespace, ctx: Context) -> int:
@@ -173,7 +159,7 @@ def _permissions_list(client: Client, args: argparse.Namespace, ctx: Context) ->
         items = client.get(f"/vhosts/{ctx.v}/permissions", what=f"vhost {ctx.vhost!r}")
     else:
         items = client.get("/permissions")
-    return _print_list(items, _PERMISSION_COLUMNS, ctx)
+    return print_items(items, _PERMISSION_COLUMNS, ctx)
 
 
 # --- the parser -------------------------------------------------------------------------------
@@ -194,15 +180,6 @@ def _parents(*, own_password: bool) -> argparse.ArgumentParser:
     return parent
 
 
-def _runner(handler: Handler) -> Any:
-    import os
-
-    def run(args: argparse.Namespace) -> int:
-        return run_admin(handler, args, os.environ)
-
-    return run
-
-
 def _leaf(
     group: Subparsers,
     name: str,
@@ -221,7 +198,7 @@ def _leaf(
         parents=[_parents(own_password=own_password)],
         allow_abbrev=False,
     )
-    parser.set_defaults(run=_runner(handler))
+    parser.set_defaults(run=admin_runner(handler))
     return parser
 
 

@@ -8,27 +8,17 @@ waiting; otherwise it is appended and the queue's invariant holds: *while
 messages are ready, no consumer can take one*.  Everything that gives credit
 back (ack, reject, a new consumer, a drained session) calls :meth:`Queue.dispatch`.
 
-Expired messages are removed only at the head (of each priority level), as in
-RabbitMQ; :meth:`Queue.on_timer` does it when the broker ticks.
-
 A durable queue of a broker with a message store also keeps its persistent
 messages there (see :mod:`rapidmq.core.persistence`): an entry's ``stored`` is
 its stored size, 0 when it is not stored.  Every path that takes an entry away
 for good (ack, no-ack delivery, drop, expiry, dead-lettering, purge, delete)
 removes it; a delivery to a consumer that must ack marks it delivered.
 
-Paging (when the server finds memory short): every queue replaces the
-message of each ready entry behind the head window of each priority level
-(:data:`PAGE_IN_BATCH` entries) with a :class:`PagedOut` copy without the
-body.  A stored entry's body is read back from its stored record; any other
-body is first written as a page of the store (:class:`PagedTransient`).
-``ready_bytes`` is the sum of the bodies in memory; paged bodies are counted
-in ``paged_bytes`` (length limits count both).  Delivery reads bodies back, a
-batch at a time, before they leave the head of their level; an entry dropped
-at the head (expired, or over a length limit) is read back only when it is
-dead-lettered, otherwise its page is just deleted.  Recovery restores entries
-beyond the head window already paged.  The fast paths test one counter
-(``_paged``) and pay nothing else.
+Two parts of the queue live in their own modules, as functions the class body
+assigns as methods (so the per-message paths make no more calls than if they
+were written here): length limits, TTL expiry and dead-lettering
+(:mod:`rapidmq.core.queue_limits`), and paging bodies out to the store and
+back, with recovery at start-up (:mod:`rapidmq.core.paging`).
 """
 
 from __future__ import annotations
@@ -37,10 +27,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from rapidmq.core.arguments import QueueSettings, parse_expiration
+from rapidmq.core import paging, queue_limits
+from rapidmq.core.arguments import QueueSettings
 from rapidmq.core.consumer import Consumer
-from rapidmq.core.errors import PreconditionFailed
+from rapidmq.core.entry import Entry, insert_by_seq
 from rapidmq.core.message import Message
+from rapidmq.core.paging import PAGE_IN_BATCH, PagedOut, PagedTransient
 
 if TYPE_CHECKING:
     from rapidmq.core.broker import CoreConnection
@@ -49,73 +41,6 @@ if TYPE_CHECKING:
     from rapidmq.core.vhost import VirtualHost
 
 __all__ = ["PAGE_IN_BATCH", "Entry", "PagedOut", "PagedTransient", "Queue"]
-
-#: Entries read back at once when a paged entry reaches the head; paging leaves
-#: this many at the head in memory.
-PAGE_IN_BATCH = 64
-
-
-class PagedOut(Message):
-    """A stored message whose body was dropped from memory (the body is ``b""``)."""
-
-    __slots__ = ("body_size",)
-
-    body_size: int
-
-    @classmethod
-    def of(cls, message: Message, body_size: int) -> PagedOut:
-        paged = cls(
-            message.exchange,
-            message.routing_key,
-            b"",
-            message.properties,
-            message.encoded_properties,
-            message.annotations,
-        )
-        paged.body_size = body_size
-        return paged
-
-
-class PagedTransient(PagedOut):
-    """A message that is not stored, whose body is kept as a page of the store."""
-
-    __slots__ = ()
-
-
-class Entry:
-    """One message in one queue (ready or delivered and unacked)."""
-
-    __slots__ = ("expires_at", "message", "redelivered", "routing_keys", "seq", "stored")
-
-    def __init__(
-        self,
-        message: Message,
-        seq: int,
-        expires_at: float | None,
-        routing_keys: tuple[str, ...] | None,
-    ) -> None:
-        self.message = message
-        self.seq = seq
-        self.expires_at = expires_at
-        self.routing_keys = routing_keys  # None: just (message.routing_key,)
-        self.redelivered = False
-        self.stored = 0  # the size in the message store; 0: not stored
-
-
-def _insert_by_seq(level: deque[Entry], entry: Entry) -> None:
-    if not level or entry.seq < level[0].seq:
-        level.appendleft(entry)
-    elif entry.seq > level[-1].seq:
-        level.append(entry)
-    else:
-        lo, hi = 0, len(level)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if level[mid].seq < entry.seq:
-                lo = mid + 1
-            else:
-                hi = mid
-        level.insert(lo, entry)
 
 
 class Queue:
@@ -277,59 +202,12 @@ class Queue:
         self.ready_bytes -= len(entry.message.body)
         return entry
 
-    def _would_overflow(self, message: Message) -> bool:
-        max_length = self._max_length
-        if max_length is not None and self.ready_count + 1 > max_length:
-            return True
-        max_bytes = self._max_bytes
-        return (
-            max_bytes is not None
-            and self.ready_bytes + self.paged_bytes + len(message.body) > max_bytes
-        )
+    # -- limits, expiry and dead-lettering ----------------------------------
 
-    def _drop_over_limit(self) -> None:
-        if self._overflow != "drop-head":
-            return
-        max_length = self._max_length
-        max_bytes = self._max_bytes
-        while self.ready_count and (
-            (max_length is not None and self.ready_count > max_length)
-            or (max_bytes is not None and self.ready_bytes + self.paged_bytes > max_bytes)
-        ):
-            if self._paged:
-                head = self._next_level()[0]
-                if isinstance(head.message, PagedOut):
-                    self._settle_page(head, read=self.settings.dead_letter_exchange is not None)
-            entry = self._pop()
-            if entry.stored:
-                self._unstore(entry)
-            self._dead_letter(entry.message, entry.routing_keys, "maxlen")
-
-    def _drop_expired(self, now: float) -> None:
-        for level in self._levels:
-            while level:
-                expires_at = level[0].expires_at
-                if expires_at is None or expires_at > now:
-                    break
-                entry = level[0]
-                if isinstance(entry.message, PagedOut):
-                    self._settle_page(entry, read=self.settings.dead_letter_exchange is not None)
-                level.popleft()
-                self.ready_count -= 1
-                self.ready_bytes -= len(entry.message.body)
-                self.expired += 1
-                if entry.stored:
-                    self._unstore(entry)
-                self._dead_letter(entry.message, entry.routing_keys, "expired")
-
-    def _dead_letter(
-        self, message: Message, routing_keys: tuple[str, ...] | None, reason: str
-    ) -> None:
-        if self.settings.dead_letter_exchange is None:
-            self.dropped += 1
-            return
-        self.dead_lettered += 1
-        self.vhost.dead_letter(self, message, routing_keys or (message.routing_key,), reason)
+    _would_overflow = queue_limits.would_overflow
+    _drop_over_limit = queue_limits.drop_over_limit
+    _drop_expired = queue_limits.drop_expired
+    _dead_letter = queue_limits.dead_letter
 
     # -- delivering ---------------------------------------------------------
 
@@ -426,7 +304,7 @@ class Queue:
             count += 1
             if self.deleted:
                 continue
-            _insert_by_seq(self._level_of(entry), entry)
+            insert_by_seq(self._level_of(entry), entry)
             self.ready_count += 1
             self.ready_bytes += len(entry.message.body)
             expiring = expiring or entry.expires_at is not None
@@ -473,158 +351,14 @@ class Queue:
         self._paged = self.paged_bytes = 0
         return count
 
-    def recover(self, data: bytes, seq: int, *, delivered: bool) -> None:
-        """Put back one stored message at start-up (in seq order), writing nothing.
+    # -- paging and recovery ------------------------------------------------
 
-        Beyond the head window of its priority level the message comes back
-        without its body (paged), so a long queue does not fill memory.  Its TTL
-        counts from its publish when the record holds the publish time.
-
-        Raises:
-            ValueError: ``data`` is not a stored message.
-        """
-        persist = self._persist
-        assert persist is not None
-        codec = persist.codec
-        message, published_at, body_size = codec.decode_record(data, with_body=False)
-        paged = body_size > 0 and len(self._level_of_message(message)) >= PAGE_IN_BATCH
-        if not paged:
-            message = codec.decode(data)
-        self._seq = max(self._seq, seq)
-        ttl_ms = self._ttl_ms
-        expiration = message.properties.expiration
-        if expiration is not None:
-            try:
-                message_ttl = parse_expiration(expiration)
-            except PreconditionFailed:
-                message_ttl = None
-            if message_ttl is not None and (ttl_ms is None or message_ttl < ttl_ms):
-                ttl_ms = message_ttl
-        expires_at = None
-        if ttl_ms is not None:
-            expires_at = self._clock() + ttl_ms / 1000.0
-            if published_at is not None:
-                expires_at -= max(0.0, persist.wall_clock() - published_at)
-            self._timed = True
-            self.vhost.watch(self)
-        if paged:
-            message = PagedOut.of(message, body_size)
-            self._paged += 1
-            self.paged_bytes += body_size
-        entry = Entry(message, seq, expires_at, None)
-        entry.redelivered = delivered
-        entry.stored = len(data)
-        if not self.persistent_count:
-            persist.queues[self.key] = self
-        self.persistent_count += 1
-        self.persistent_bytes += len(data)
-        self._push(entry)
-
-    # -- paging -------------------------------------------------------------
-
-    def page_out(self) -> int:
-        """Drop the bodies of ready messages behind the head windows; returns the bytes.
-
-        Only new entries are looked at each time (those after the last call), so
-        a long queue is walked once.  The caller has committed the store's batch,
-        and commits the pages written here.
-        """
-        pager = self._pager
-        if pager is None or self.deleted:
-            return 0
-        pages = pager.pages
-        key = self.key
-        upto = self._paged_upto
-        self._paged_upto = self._seq
-        keep = PAGE_IN_BATCH
-        paged = 0
-        dropped = 0
-        for level in self._levels:
-            length = len(level)
-            count = 0
-            for entry in reversed(level):
-                if entry.seq <= upto or length - count <= keep:
-                    break
-                count += 1
-                message = entry.message
-                if isinstance(message, PagedOut):
-                    continue
-                size = len(message.body)
-                if not size:
-                    continue
-                if entry.stored:
-                    entry.message = PagedOut.of(message, size)
-                elif pages:
-                    pager.page(key, entry.seq, message.body)
-                    entry.message = PagedTransient.of(message, size)
-                else:
-                    continue
-                paged += 1
-                dropped += size
-        self.ready_bytes -= dropped
-        self.paged_bytes += dropped
-        self._paged += paged
-        pager.paged_out += paged
-        return dropped
-
-    def _next_level(self) -> deque[Entry]:
-        """The level the next :meth:`_pop` takes from (the queue has ready messages)."""
-        if self._max_priority:
-            for level in reversed(self._levels):
-                if level:
-                    return level
-        return self._fifo
-
-    def _level_of_message(self, message: Message) -> deque[Entry]:
-        if not self._max_priority:
-            return self._fifo
-        priority = message.properties.priority or 0
-        return self._levels[min(priority, self._max_priority)]
-
-    def _settle_page(self, entry: Entry, *, read: bool) -> None:
-        """Bring a paged entry's body back (``read``), or just forget its page."""
-        message = entry.message
-        assert isinstance(message, PagedOut)
-        pager = self._pager
-        assert pager is not None
-        self._paged -= 1
-        self.paged_bytes -= message.body_size
-        transient = type(message) is PagedTransient
-        if not read:
-            if transient:
-                pager.unpage(self.key, entry.seq)
-            entry.message = Message(
-                message.exchange,
-                message.routing_key,
-                b"",
-                message.properties,
-                message.encoded_properties,
-                message.annotations,
-            )
-            return
-        if transient:
-            body = pager.read_page(self.key, entry.seq)
-        else:
-            body = pager.read_body(self.key, entry.seq)
-        entry.message = Message(
-            message.exchange,
-            message.routing_key,
-            body,
-            message.properties,
-            message.encoded_properties,
-            message.annotations,
-        )
-        self.ready_bytes += len(body)
-
-    def _page_in(self, level: deque[Entry]) -> None:
-        """Once the head of ``level`` is paged, read back the next ``PAGE_IN_BATCH`` bodies."""
-        if not isinstance(level[0].message, PagedOut):
-            return  # still inside the window read back last time: one test per delivery
-        for i, entry in enumerate(level):
-            if i >= PAGE_IN_BATCH or not self._paged:
-                break
-            if isinstance(entry.message, PagedOut):
-                self._settle_page(entry, read=True)
+    page_out = paging.page_out
+    recover = paging.recover
+    _next_level = paging.next_level
+    _level_of_message = paging.level_of_message
+    _settle_page = paging.settle_page
+    _page_in = paging.page_in
 
     # -- consumers ----------------------------------------------------------
 
@@ -670,34 +404,8 @@ class Queue:
 
     # -- timers -------------------------------------------------------------
 
-    def next_deadline(self) -> float | None:
-        """The earliest time :meth:`on_timer` has work, or None."""
-        deadline: float | None = None
-        if self._timed:
-            for level in self._levels:
-                if level:
-                    expires_at = level[0].expires_at
-                    if expires_at is not None and (deadline is None or expires_at < deadline):
-                        deadline = expires_at
-        expires_ms = self.settings.expires_ms
-        if expires_ms is not None and not self.consumers:
-            unused_until = self.last_used + expires_ms / 1000.0
-            if deadline is None or unused_until < deadline:
-                deadline = unused_until
-        return deadline
-
-    def on_timer(self, now: float) -> None:
-        """Expire messages at the head and delete the queue if unused too long."""
-        if self._timed:
-            self._drop_expired(now)
-        expires_ms = self.settings.expires_ms
-        if (
-            expires_ms is not None
-            and not self.consumers
-            and not self.deleted
-            and now >= self.last_used + expires_ms / 1000.0
-        ):
-            self.vhost.remove_queue(self)
+    next_deadline = queue_limits.next_deadline
+    on_timer = queue_limits.on_timer
 
     def detach(self) -> list[Consumer]:
         """Mark deleted, drop ready messages and return the consumers to cancel."""

@@ -8,7 +8,7 @@ import pytest
 
 from rapidmq.admin_cli.access_commands import _new_password, parse_tags
 from rapidmq.admin_cli.client import AdminError
-from rapidmq.admin_cli.commands import Context
+from rapidmq.admin_cli.common import Context
 from rapidmq.cli import build_parser, main
 
 

@@ -9,12 +9,9 @@ import sys
 import pytest
 
 from rapidmq.admin_cli.client import AdminError, Client
-from rapidmq.admin_cli.commands import (
-    LISTS,
-    Context,
-    json_object,
-    message_property,
-)
+from rapidmq.admin_cli.common import Context, json_object
+from rapidmq.admin_cli.messages import message_property
+from rapidmq.admin_cli.objects import LISTS
 from rapidmq.admin_cli.output import cell, key_values, lookup, table, to_json
 from rapidmq.cli import build_parser, main
 
