@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 from compat_support import BrokerEndpoint, Scratch, _endpoint
+from management_support import RABBITMQ_AMQP_PORT, RABBITMQ_API_URL, Api, management_reachable
 from mqtt_support import MOSQUITTO_HOST, MOSQUITTO_PORT, MQTTEndpoint, MQTTScratch
 
 from rapidmq.testing import BrokerProcess
@@ -183,3 +184,28 @@ def _watchdog(watchdog_s: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_api(rabbitmq: str) -> Iterator[Api]:
+    """The local RabbitMQ's management API, or a skip when it does not answer."""
+    if not management_reachable():
+        pytest.skip(f"RabbitMQ's management API does not answer on {RABBITMQ_API_URL}")
+    api = Api("rabbitmq", RABBITMQ_API_URL, RABBITMQ_AMQP_PORT)
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def rapidmq_api() -> Iterator[Api]:
+    """A ``rapidmq serve`` of the module's own, driven through its management API."""
+    broker = BrokerProcess(start_timeout_s=20.0)
+    broker.start()
+    try:
+        assert broker.http_port is not None, "rapidmq started with its HTTP listener off"
+        assert broker.amqp_port is not None
+        api = Api("rapidmq", f"http://127.0.0.1:{broker.http_port}", broker.amqp_port)
+        yield api
+        api.close()
+    finally:
+        broker.stop()

@@ -12,25 +12,20 @@ A second group moves definitions between the two brokers in both directions.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from management_support import (
     MISSING,
-    RABBITMQ_API_URL,
     Api,
     Cleanup,
     enc,
     keys_of,
-    management_reachable,
     normalize,
     pick,
     token,
 )
-from management_support import RABBITMQ_AMQP_PORT as RABBIT_AMQP
-
-from rapidmq.testing import BrokerProcess
 
 pytestmark = pytest.mark.differential
 
@@ -56,29 +51,6 @@ PAGE_KEYS = ("page", "page_size", "page_count", "item_count", "filtered_count")
 def scenario(fn: Scenario) -> Scenario:
     SCENARIOS.append(fn)
     return fn
-
-
-@pytest.fixture(scope="module")
-def rabbitmq_api() -> Iterator[Api]:
-    if not management_reachable():
-        pytest.skip(f"RabbitMQ's management API does not answer on {RABBITMQ_API_URL}")
-    api = Api("rabbitmq", RABBITMQ_API_URL, RABBIT_AMQP)
-    yield api
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def rapidmq_api() -> Iterator[Api]:
-    broker = BrokerProcess(start_timeout_s=20.0)
-    broker.start()
-    try:
-        assert broker.http_port is not None, "rapidmq started with its HTTP listener off"
-        assert broker.amqp_port is not None
-        api = Api("rapidmq", f"http://127.0.0.1:{broker.http_port}", broker.amqp_port)
-        yield api
-        api.close()
-    finally:
-        broker.stop()
 
 
 def observe(api: Api, fn: Scenario) -> Observation:

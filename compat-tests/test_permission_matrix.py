@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pika
 import pika.adapters.blocking_connection
 import pika.exceptions
 import pytest
-from management_support import RABBITMQ_AMQP_PORT as RABBIT_AMQP
-from management_support import RABBITMQ_API_URL, Api, enc, management_reachable, token
-
-from rapidmq.testing import BrokerProcess
+from management_support import Api, enc, token
 
 pytestmark = pytest.mark.differential
 
@@ -85,28 +82,6 @@ OPERATIONS: list[tuple[str, Operation]] = [
     ("delete exchange user-nx", lambda ch, u: ch.exchange_delete("user-nx")),
     ("delete exchange other-x", lambda ch, u: ch.exchange_delete("other-x")),
 ]
-
-
-@pytest.fixture(scope="module")
-def rabbitmq_api() -> Iterator[Api]:
-    if not management_reachable():
-        pytest.skip(f"RabbitMQ's management API does not answer on {RABBITMQ_API_URL}")
-    api = Api("rabbitmq", RABBITMQ_API_URL, RABBIT_AMQP)
-    yield api
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def rapidmq_api() -> Iterator[Api]:
-    broker = BrokerProcess(start_timeout_s=20.0)
-    broker.start()
-    try:
-        assert broker.http_port is not None and broker.amqp_port is not None
-        api = Api("rapidmq", f"http://127.0.0.1:{broker.http_port}", broker.amqp_port)
-        yield api
-        api.close()
-    finally:
-        broker.stop()
 
 
 def _ok(reply: Any) -> None:

@@ -20,6 +20,7 @@ from rapidmq.core.access import Access
 from rapidmq.core.api import DeliverySink, GetResult, PublishResult, QueueDeclareResult
 from rapidmq.core.arguments import amqp_type_name, parse_expiration
 from rapidmq.core.consumer import Consumer
+from rapidmq.core.entry import Entry
 from rapidmq.core.errors import (
     AccessRefused,
     NotAllowed,
@@ -27,7 +28,8 @@ from rapidmq.core.errors import (
     PreconditionFailed,
 )
 from rapidmq.core.message import Message
-from rapidmq.core.queue import Entry, Queue
+from rapidmq.core.queue import Queue
+from rapidmq.core.reply_to import REPLY_PREFIX, REPLY_QUEUE, ReplyConsumer, registry_for
 from rapidmq.core.vhost import VirtualHost, random_name
 
 if TYPE_CHECKING:
@@ -53,6 +55,9 @@ class Session:
         # What the connection's user may do; None checks nothing (see Broker.connect).
         self.access: Access | None = connection.access
         self.consumers: dict[str, Consumer] = {}
+        # The consumer of amq.rabbitmq.reply-to, which is not in ``consumers``:
+        # it belongs to no queue, and RabbitMQ keeps it apart likewise.
+        self.reply_consumer: ReplyConsumer | None = None
         self._unacked: dict[int, _Pending] = {}
         self._next_tag = 1
         self.consumer_prefetch = 0
@@ -141,6 +146,8 @@ class Session:
         arguments: dict[str, Any] | None = None,
     ) -> QueueDeclareResult:
         """queue.declare; ``""`` asks for a server-named queue."""
+        if name.startswith(REPLY_QUEUE):
+            return self._declare_reply_queue(name)
         access = self.access
         if access is not None and not passive and not name.startswith("amq."):
             # RabbitMQ checks the name it generated for a server-named queue; any
@@ -162,6 +169,17 @@ class Session:
         )
         self._last_queue = queue.name
         return QueueDeclareResult(queue.name, queue.ready_count, len(queue.consumers))
+
+    def _declare_reply_queue(self, name: str) -> QueueDeclareResult:
+        """As RabbitMQ: the pseudo-queue and a live reply name exist, whatever is asked.
+
+        Nothing is checked (no permission, no argument): the declare only tells
+        whether a reply name still reaches its consumer.
+        """
+        if name != REPLY_QUEUE and registry_for(self.vhost).find(name) is None:
+            raise NotFound(f"no queue '{name}' in vhost '{self.vhost.name}'")
+        self._last_queue = name
+        return QueueDeclareResult(name, 0, 1)
 
     def delete_queue(self, name: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
         """queue.delete; returns the number of ready messages deleted."""
@@ -307,6 +325,10 @@ class Session:
         if access is not None and access.has_topic and exchange.type == "topic":
             access.check_topic_write(exchange.name, message.routing_key)
         props = message.properties
+        reply_to = props.reply_to
+        if reply_to is not None and reply_to == REPLY_QUEUE:
+            message = self.name_reply_to(message)
+            props = message.properties
         user_id = props.user_id
         if user_id is not None and user_id != self.connection.client.user:
             raise PreconditionFailed(
@@ -320,9 +342,21 @@ class Session:
             keys, message = _sender_selected(message, headers)
             queues = vhost.route(exchange, message, keys)
             entry_keys: tuple[str, ...] | None = keys
+            if exchange is vhost.default_exchange:
+                registry = registry_for(vhost)
+                for key in sorted(set(keys)):
+                    if key.startswith(REPLY_PREFIX):
+                        registry.deliver(key, message)
         elif exchange is vhost.default_exchange:
             queue = vhost.queues.get(message.routing_key)
-            queues = () if queue is None else (queue,)
+            if queue is None:
+                # Only a missing queue can be a reply name: no client may declare
+                # an "amq." queue, so the common publish pays nothing for this.
+                if message.routing_key.startswith(REPLY_PREFIX):
+                    registry_for(vhost).deliver(message.routing_key, message)
+                self.unroutable += 1
+                return _UNROUTED  # a reply is no queue's: mandatory returns it, as RabbitMQ
+            queues = (queue,)
             entry_keys = None
         else:
             queues = vhost.route(exchange, message, (message.routing_key,))
@@ -344,6 +378,18 @@ class Session:
         if persist.adds == adds:
             return _ROUTED_REJECTED if rejected else _ROUTED
         return PublishResult(routed=True, rejected=rejected, batch=persist.batch)
+
+    def name_reply_to(self, message: Message) -> Message:
+        """``message`` with ``reply_to`` naming this session's reply consumer.
+
+        :meth:`publish` calls it for ``reply_to`` ``amq.rabbitmq.reply-to``; a
+        front end that holds publishes back (transactions) calls it first, since
+        RabbitMQ names the reply consumer when the message is published.
+        """
+        consumer = self.reply_consumer
+        if consumer is None:
+            raise PreconditionFailed("fast reply consumer does not exist")
+        return message.evolve(reply_to=consumer.reply_to)
 
     # -- consuming -------------------------------------------------------------
 
@@ -372,6 +418,8 @@ class Session:
         """
         if consumer_tag and consumer_tag in self.consumers:
             raise NotAllowed(f"attempt to reuse consumer tag '{consumer_tag}'")
+        if queue == REPLY_QUEUE:
+            return self._consume_reply_queue(consumer_tag, no_ack)
         name = self._queue_name(queue)
         if self.access is not None:
             self.access.check("queue", name, "read")
@@ -400,8 +448,37 @@ class Session:
         target.add_consumer(consumer, dispatch=dispatch)
         return tag
 
+    def _consume_reply_queue(self, consumer_tag: str, no_ack: bool) -> str:
+        """Consume amq.rabbitmq.reply-to; as RabbitMQ, no read permission is asked."""
+        if not no_ack:
+            raise PreconditionFailed("reply consumer cannot acknowledge")
+        if self.reply_consumer is not None:
+            raise PreconditionFailed("reply consumer already set")
+        tag = consumer_tag or random_name("amq.ctag-")
+        self.reply_consumer = registry_for(self.vhost).register(self, tag)
+        return tag
+
+    def deliver_reply(self, consumer: ReplyConsumer, message: Message) -> None:
+        """Hand a reply to this session's reply consumer (called by the registry).
+
+        As RabbitMQ 3.10, the delivery takes the next delivery tag without using
+        it up: no-ack replies are never settled, so the tag names nothing.
+        """
+        if self.closed or self.reply_consumer is not consumer:
+            return
+        self.delivered += 1
+        self.sink.deliver(consumer.tag, self._next_tag, False, message)
+
+    def _drop_reply_consumer(self, reply: ReplyConsumer) -> None:
+        self.reply_consumer = None
+        registry_for(self.vhost).unregister(reply)
+
     def cancel(self, consumer_tag: str) -> None:
         """basic.cancel; unknown tags are ignored, as RabbitMQ does."""
+        reply = self.reply_consumer
+        if reply is not None and reply.tag == consumer_tag:
+            self._drop_reply_consumer(reply)
+            return
         consumer = self.consumers.pop(consumer_tag, None)
         if consumer is not None:
             consumer.queue.remove_consumer(consumer)
@@ -574,6 +651,8 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        if self.reply_consumer is not None:
+            self._drop_reply_consumer(self.reply_consumer)
         consumers = list(self.consumers.values())
         self.consumers.clear()
         for consumer in consumers:
@@ -593,7 +672,7 @@ class Session:
     def statistics(self) -> dict[str, Any]:
         """Counters and credit of this session."""
         return {
-            "consumers": len(self.consumers),
+            "consumers": len(self.consumers) + (self.reply_consumer is not None),
             "messages_unacknowledged": len(self._unacked),
             "prefetch_count": self.consumer_prefetch,
             "global_prefetch_count": self.global_prefetch,

@@ -23,6 +23,11 @@ Transactions (``tx.select``) buffer publishes and settlements until
 ``tx.commit``; ``tx.rollback`` drops them, as RabbitMQ does.  A commit that
 stored persistent messages answers commit-ok after the sync, in commit order.
 
+Direct reply-to (``amq.rabbitmq.reply-to``) lives in the core session; the
+channel only names the reply consumer early where AMQP holds a message back or
+hands it back: a transactional publish (refused at publish time, as RabbitMQ) and
+a ``basic.return``, which carries the message as it was routed.
+
 Errors from the core are raised to the connection, which turns them into
 ``channel.close`` or ``connection.close`` by their scope.
 """
@@ -38,6 +43,7 @@ from pamqp import commands as spec
 
 from rapidmq.core.errors import CommandInvalid, NotImplementedFeature, PreconditionFailed
 from rapidmq.core.message import Message
+from rapidmq.core.reply_to import REPLY_QUEUE
 from rapidmq.protocols.amqp091 import encode
 from rapidmq.protocols.amqp091.access import AccessRequest, AccessRequestOk
 from rapidmq.protocols.amqp091.events import PublishReceived
@@ -169,6 +175,8 @@ class Channel:
             event.encoded_properties,
         )
         if self._mode is _Mode.TX:
+            if event.properties.reply_to == REPLY_QUEUE:
+                message = self.session.name_reply_to(message)  # refused now, not at commit
             mandatory = event.mandatory
             self._tx_ops.append(lambda: self._publish(message, mandatory))
             return
@@ -208,6 +216,9 @@ class Channel:
             self._tx_batch = result.batch  # batch numbers only grow
 
     def _basic_return(self, message: Message) -> None:
+        if message.properties.reply_to == REPLY_QUEUE:
+            # RabbitMQ returns the message as routed, with the reply name filled in.
+            message = self.session.name_reply_to(message)
         props = message.encoded_properties
         if props is None:
             props = message.encoded_properties = encode_properties(message.properties)
