@@ -128,12 +128,19 @@ async def monitor_resources(
         )
         persist = broker.persistence
         try:
-            paged = alarms.paging and paging_store and persist is not None and persist.page_out()
+            if not paging_store or persist is None:
+                paged = 0
+            elif alarms.paging:
+                paged = persist.page_out()
+            else:
+                # Lazy queues page steadily; their small frees need no trim.
+                persist.page_out_lazy()
+                paged = 0
         except StorageError as err:
             # A full disk refuses the page writes: keep the bodies in memory, and
             # let the disk and storage alarms block the publishers.
             log.warning("paging out message bodies failed: %s", err)
-            paged = False
+            paged = 0
         now = time.monotonic()
         # glibc keeps freed heap (paged or drained bodies) until asked to return it.
         if paged or (alarms.memory and now - trimmed_at >= TRIM_S):

@@ -129,6 +129,7 @@ class QueueSettings:
     max_priority: int = 0
     single_active_consumer: bool = False
     queue_type: str = "classic"
+    queue_mode: str = "default"
 
 
 class _Invalid(Exception):
@@ -216,7 +217,7 @@ _VALIDATORS: tuple[tuple[str, str, Callable[[object], object]], ...] = (
     ("x-max-in-memory-bytes", "", _non_negative),
     ("x-max-priority", "max_priority", _max_priority),
     ("x-overflow", "overflow", _overflow),
-    ("x-queue-mode", "", _queue_mode),
+    ("x-queue-mode", "queue_mode", _queue_mode),
     ("x-single-active-consumer", "single_active_consumer", _bool),
     ("x-queue-type", "queue_type", _queue_type),
     ("x-quorum-initial-group-size", "", _non_negative),

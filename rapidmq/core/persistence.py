@@ -65,6 +65,7 @@ class Persistence:
         "codec",
         "committed",
         "durable_batch",
+        "lazy",
         "paged_in",
         "paged_out",
         "pages",
@@ -91,6 +92,8 @@ class Persistence:
         # Queues that page: those holding stored messages, or every queue when the
         # store keeps pages out of memory.
         self.queues: dict[QueueKey, Queue] = {}
+        # Lazy queues (x-queue-mode=lazy): they page out whatever the memory use.
+        self.lazy: dict[QueueKey, Queue] = {}
         self.pages = store.keeps_pages
         self.paged_out = 0  # bodies dropped from memory so far
         self.paged_in = 0  # bodies read back
@@ -155,6 +158,20 @@ class Persistence:
                 if self.queues.get(key) is queue:
                     del self.queues[key]
                 continue
+            dropped += queue.page_out()
+        if self.pending:
+            self.commit()
+        return dropped
+
+    def page_out_lazy(self) -> int:
+        """:meth:`page_out` for the lazy queues only, as RabbitMQ's lazy mode keeps
+        bodies on disk from the start; returns the bytes dropped from memory."""
+        if not self.lazy:
+            return 0
+        if self.pending:
+            self.commit()
+        dropped = 0
+        for queue in list(self.lazy.values()):
             dropped += queue.page_out()
         if self.pending:
             self.commit()

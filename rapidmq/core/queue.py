@@ -81,6 +81,8 @@ class Queue:
         self._pager = pager = vhost.persistence
         if pager is not None and pager.pages:
             pager.queues[self.key] = self  # any queue may page its bodies
+            if settings.queue_mode == "lazy":
+                pager.lazy[self.key] = self  # pages its bodies out whatever the memory
         self.persistent_count = 0  # stored messages, ready and unacked
         self.persistent_bytes = 0
         self._paged = 0  # ready entries whose body is paged out
@@ -415,6 +417,8 @@ class Queue:
         pager = self._pager
         if pager is not None and pager.queues.get(self.key) is self:
             del pager.queues[self.key]
+        if pager is not None and pager.lazy.get(self.key) is self:
+            del pager.lazy[self.key]
         self.deleted = True
         consumers = self.consumers
         self.consumers = []
