@@ -470,10 +470,13 @@ class Server:
         tg.start_soon(self._sample_rates)
 
     async def _sample_rates(self) -> None:
+        from rapidmq.admin.connections import sample_connections
         from rapidmq.admin.overview import sample_figures
 
         while True:
-            self.rates.take(sample_figures(self.broker))
+            figures = sample_figures(self.broker)
+            figures.update(sample_connections(self))
+            self.rates.take(figures)
             await anyio.sleep(SAMPLE_S)
 
     async def stop(self) -> None:

@@ -36,6 +36,7 @@ from rapidmq.admin.auth import (
     server_of,
 )
 from rapidmq.admin.listing import list_response
+from rapidmq.admin.rates import Figures
 from rapidmq.admin.util import no_content, not_found, path_name, respond
 from rapidmq.auth.users import User
 from rapidmq.protocols.amqp091.channel import Channel, ChannelState
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from rapidmq.server import Server
     from rapidmq.transport.tcp import SocketConnection
 
-__all__ = ["CLOSE_REASON", "ROUTES"]
+__all__ = ["CLOSE_REASON", "ROUTES", "sample_connections"]
 
 log = logging.getLogger("rapidmq.admin")
 
@@ -66,6 +67,14 @@ CHANNEL_STATS = {
     "reject": "rejected",
 }
 _MQTT_VERSIONS = {3: "3.1", 4: "3.1.1", 5: "5.0"}
+#: Channel counter name (as ``Session.statistics()`` names it) → Session attribute.
+_SESSION_COUNTERS = {
+    "published": "published",
+    "delivered": "delivered",
+    "acknowledged": "acked",
+    "unroutable": "unroutable",
+    "rejected": "rejected",
+}
 
 
 @dataclass(slots=True)
@@ -124,6 +133,24 @@ def _connections(server: Server) -> list[_Conn]:
             continue
         out.append(_Conn(connection_name(socket), socket, handler, handler.user, handler.vhost))
     return out
+
+
+def sample_connections(server: Server) -> Figures:
+    """The counters the rate sampler keeps per connection (octets) and channel (messages)."""
+    figures: Figures = {}
+    for conn in _connections(server):
+        socket = conn.socket
+        figures["connection", conn.name] = {
+            "recv_oct": socket.received_bytes,
+            "send_oct": socket.sent_bytes,
+        }
+        for chan in _channels(conn):
+            session = chan.session
+            figures["channel", chan.name] = {
+                counter: int(getattr(session, _SESSION_COUNTERS[counter]))
+                for counter in CHANNEL_STATS.values()
+            }
+    return figures
 
 
 def _channels(conn: _Conn) -> list[_Chan]:

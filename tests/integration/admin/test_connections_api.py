@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from pamqp import commands
 
+from rapidmq.admin.connections import sample_connections
 from rapidmq.auth.permissions import Permission
 from rapidmq.server import Server
 from tests.integration import amqp_client
@@ -428,3 +429,24 @@ async def test_connections_under_a_memory_alarm_are_blocking_then_blocked(
                 await eventually(blocked)
         finally:
             await client.aclose()
+
+
+async def test_connection_and_channel_rates_come_from_sampled_counters(
+    api: httpx.AsyncClient, admin_server: Server, pika_client: Pika
+) -> None:
+    conn = await only_connection(api)
+    channel = await pika_client.run(pika_client.connection.channel)
+    await pika_client.run(lambda: channel.queue_declare("rated"))
+    # A sample two seconds ago, taken now: what follows is the traffic since.
+    rates = admin_server.rates
+    rates.take(sample_connections(admin_server), now=rates.clock() - 2.0)
+    for _ in range(20):
+        await pika_client.run(lambda: channel.basic_publish("", "rated", b"x" * 1000))
+    await pika_client.run(lambda: channel.queue_declare("rated", passive=True))
+    shown = (await api.get(f"/api/connections/{q(conn['name'])}")).json()
+    assert shown["recv_oct"] > 20_000
+    assert shown["recv_oct_details"]["rate"] > 5_000  # > 20,000 octets over ~2 s
+    [chan] = (await api.get(f"/api/connections/{q(conn['name'])}/channels")).json()
+    stats = chan["message_stats"]
+    assert stats["publish"] == 20
+    assert 5.0 <= stats["publish_details"]["rate"] <= 10.0  # 20 messages over ~2 s
