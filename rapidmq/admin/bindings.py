@@ -22,15 +22,15 @@ from rapidmq.admin.resources import (
     access_refused,
     binding_sort_key,
     bindings_of_vhost,
+    checked_session,
     exchange_path_name,
     implicit_binding,
-    internal_session,
     log_change,
     vhost_of,
     visible_vhost_objects,
 )
 from rapidmq.admin.util import ApiError, bad_request, not_found, path_name, read_json, respond
-from rapidmq.core.errors import AccessRefused, NotFound
+from rapidmq.core.errors import NotFound
 
 if TYPE_CHECKING:
     from rapidmq.core.vhost import VirtualHost
@@ -122,15 +122,13 @@ async def _create(request: Request, to_exchange: bool) -> Response:
     if not isinstance(arguments, dict):
         raise bad_request("arguments must be an object")
     try:
-        with internal_session(request, vhost.name) as session:
+        with checked_session(request, vhost.name) as session:
             if to_exchange:
                 session.bind_exchange(destination, source, routing_key, arguments)
             else:
                 session.bind_queue(destination, source, routing_key, arguments)
     except NotFound as err:
         raise ApiError(404, "not_found", err.text) from None
-    except AccessRefused:
-        raise access_refused() from None
     kind = "exchange" if to_exchange else "queue"
     log_change(
         request,
@@ -175,18 +173,11 @@ async def _delete(request: Request, to_exchange: bool) -> Response:
     vhost, view = _one(request, to_exchange)
     if view.binding is None:
         raise access_refused()  # the default exchange's bindings cannot be removed
-    try:
-        with internal_session(request, vhost.name) as session:
-            if to_exchange:
-                session.unbind_exchange(
-                    view.destination, view.source, view.routing_key, view.arguments
-                )
-            else:
-                session.unbind_queue(
-                    view.destination, view.source, view.routing_key, view.arguments
-                )
-    except AccessRefused:
-        raise access_refused() from None
+    with checked_session(request, vhost.name) as session:
+        if to_exchange:
+            session.unbind_exchange(view.destination, view.source, view.routing_key, view.arguments)
+        else:
+            session.unbind_queue(view.destination, view.source, view.routing_key, view.arguments)
     log_change(
         request,
         f"unbound {view.destination_type} '{view.destination}' from exchange "

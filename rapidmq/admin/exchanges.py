@@ -24,11 +24,11 @@ from rapidmq.admin.resources import (
     BindingView,
     amqp_reason,
     binding_sort_key,
+    checked_session,
     exchange_path_name,
     implicit_binding,
     internal_session,
     log_change,
-    refuse_access,
     vhost_of,
     visible_vhost_objects,
 )
@@ -41,7 +41,7 @@ from rapidmq.admin.util import (
     read_json,
     respond,
 )
-from rapidmq.core.errors import AccessRefused, CoreError
+from rapidmq.core.errors import CoreError
 from rapidmq.core.message import Message, Properties
 from rapidmq.protocols.amqp091.properties import encode_properties
 
@@ -143,19 +143,15 @@ async def put_exchange(request: Request) -> Response:
     if not isinstance(arguments, dict):
         raise bad_request("arguments must be an object")
     existed = name in vhost.exchanges
-    try:
-        with internal_session(request, vhost.name) as session:
-            session.declare_exchange(
-                name,
-                type_,
-                durable=flag(body.get("durable")),
-                auto_delete=flag(body.get("auto_delete")),
-                internal=flag(body.get("internal")),
-                arguments=arguments,
-            )
-    except AccessRefused as err:
-        refuse_access(err)
-        raise
+    with checked_session(request, vhost.name) as session:
+        session.declare_exchange(
+            name,
+            type_,
+            durable=flag(body.get("durable")),
+            auto_delete=flag(body.get("auto_delete")),
+            internal=flag(body.get("internal")),
+            arguments=arguments,
+        )
     if existed:
         return no_content()
     log_change(request, f"declared exchange '{name}' in vhost '{vhost.name}'")
@@ -167,12 +163,8 @@ async def delete_exchange(request: Request) -> Response:
     name = exchange_path_name(request, "name")
     if name and name not in vhost.exchanges:
         raise not_found()
-    try:
-        with internal_session(request, vhost.name) as session:
-            session.delete_exchange(name, if_unused=flag(request.query_params.get("if-unused")))
-    except AccessRefused as err:
-        refuse_access(err)
-        raise
+    with checked_session(request, vhost.name) as session:
+        session.delete_exchange(name, if_unused=flag(request.query_params.get("if-unused")))
     log_change(request, f"deleted exchange '{name}' in vhost '{vhost.name}'")
     return no_content()
 

@@ -28,10 +28,10 @@ from rapidmq.admin.resources import (
     BindingView,
     amqp_reason,
     binding_sort_key,
+    checked_session,
     implicit_binding,
     internal_session,
     log_change,
-    refuse_access,
     vhost_of,
     visible_vhost_objects,
 )
@@ -244,19 +244,15 @@ async def put_queue(request: Request) -> Response:
     if not isinstance(arguments, dict):
         raise bad_request("arguments must be an object")
     existed = name in vhost.queues
-    try:
-        with internal_session(request, vhost.name) as session:
-            # "exclusive" is ignored, as RabbitMQ does: the internal connection
-            # ends with this request, and its queue would go with it.
-            session.declare_queue(
-                name,
-                durable=flag(body.get("durable")),
-                auto_delete=flag(body.get("auto_delete")),
-                arguments=arguments,
-            )
-    except AccessRefused as err:
-        refuse_access(err)
-        raise
+    with checked_session(request, vhost.name) as session:
+        # "exclusive" is ignored, as RabbitMQ does: the internal connection
+        # ends with this request, and its queue would go with it.
+        session.declare_queue(
+            name,
+            durable=flag(body.get("durable")),
+            auto_delete=flag(body.get("auto_delete")),
+            arguments=arguments,
+        )
     if existed:
         return no_content()
     log_change(request, f"declared queue '{name}' in vhost '{vhost.name}'")
@@ -268,14 +264,10 @@ async def delete_queue(request: Request) -> Response:
     name = path_name(request, "name")
     _queue(vhost, name)
     query = request.query_params
-    try:
-        with internal_session(request, vhost.name) as session:
-            session.delete_queue(
-                name, if_unused=flag(query.get("if-unused")), if_empty=flag(query.get("if-empty"))
-            )
-    except AccessRefused as err:  # the user's permissions, checked as RabbitMQ does
-        refuse_access(err)
-        raise
+    with checked_session(request, vhost.name) as session:
+        session.delete_queue(
+            name, if_unused=flag(query.get("if-unused")), if_empty=flag(query.get("if-empty"))
+        )
     log_change(request, f"deleted queue '{name}' in vhost '{vhost.name}'")
     return no_content()
 
@@ -284,12 +276,8 @@ async def purge_queue(request: Request) -> Response:
     vhost = vhost_of(request)
     name = path_name(request, "name")
     _queue(vhost, name)
-    try:
-        with internal_session(request, vhost.name) as session:
-            count = session.purge_queue(name)
-    except AccessRefused as err:
-        refuse_access(err)
-        raise
+    with checked_session(request, vhost.name) as session:
+        count = session.purge_queue(name)
     log_change(request, f"purged {count} messages from queue '{name}' in vhost '{vhost.name}'")
     return no_content()
 

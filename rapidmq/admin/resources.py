@@ -45,6 +45,7 @@ __all__ = [
     "amqp_reason",
     "binding_sort_key",
     "bindings_of_vhost",
+    "checked_session",
     "exchange_path_name",
     "implicit_binding",
     "internal_session",
@@ -52,7 +53,6 @@ __all__ = [
     "log_change",
     "management_session",
     "properties_key",
-    "refuse_access",
     "vhost_of",
     "visible_vhost_objects",
 ]
@@ -134,9 +134,17 @@ def exchange_path_name(request: Request, key: str) -> str:
     return "" if name == DEFAULT_EXCHANGE_ALIAS else name
 
 
-def refuse_access(err: CoreError) -> None:
-    """Turn the core's refusal of a reserved name into RabbitMQ's 401."""
-    if isinstance(err, AccessRefused):
+@contextmanager
+def checked_session(request: Request, vhost: str) -> Iterator[Session]:
+    """:func:`internal_session` for declares, deletes and bindings.
+
+    A refusal there (a reserved name, or the user's permissions) is RabbitMQ's
+    API 401 ``Access refused.``; publish and get answer refusals their own way.
+    """
+    try:
+        with internal_session(request, vhost) as session:
+            yield session
+    except AccessRefused:
         raise access_refused() from None
 
 
