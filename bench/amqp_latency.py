@@ -24,6 +24,7 @@ from amqp_raw import (
     FRAME_END_BYTE,
     RawConnection,
     encode_publish_prefix,
+    end_round,
     scan_timestamps,
     unique_queue,
     wait_reply,
@@ -150,17 +151,7 @@ def run(
             "mean_ms": sum(measured) / len(measured) / 1e6 if measured else float("nan"),
         }
     finally:
-        if proc.is_alive():
-            proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-        if publisher is not None:
-            publisher.close()
-        try:
-            admin.queue_delete(queue)
-        finally:
-            admin.close()
+        end_round(proc, publisher, admin, queue)
 
 
 def main() -> None:

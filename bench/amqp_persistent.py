@@ -41,6 +41,7 @@ from amqp_raw import (
     BrokerClosed,
     RawConnection,
     encode_publish_prefix,
+    end_round,
     unique_queue,
     wait_reply,
 )
@@ -230,17 +231,7 @@ def run_throughput(
             "ack_every": ack_every,
         }
     finally:
-        if proc.is_alive():
-            proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-        if publisher is not None:
-            publisher.close()
-        try:
-            admin.queue_delete(queue)
-        finally:
-            admin.close()
+        end_round(proc, publisher, admin, queue)
 
 
 def run_recovery(messages: int, window: int, timeout_s: float) -> dict[str, Any]:

@@ -29,6 +29,7 @@ __all__ = [
     "encode_ack",
     "encode_publish",
     "encode_publish_prefix",
+    "end_round",
     "open_many",
     "round_trip",
     "scan_deliveries",
@@ -406,6 +407,21 @@ def close_many(conns: Sequence[RawConnection], timeout: float = 10.0) -> None:
         finally:
             c.closed = True
             c.sock.close()
+
+
+def end_round(proc: Any, publisher: RawConnection | None, admin: RawConnection, queue: str) -> None:
+    """After a round: reap the consumer process, close the publisher, drop the queue."""
+    if proc.is_alive():
+        proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(5)
+    if publisher is not None:
+        publisher.close()
+    try:
+        admin.queue_delete(queue)
+    finally:
+        admin.close()
 
 
 def wait_reply(pipe: Any, proc: Any, timeout: float, what: str) -> Any:

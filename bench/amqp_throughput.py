@@ -24,6 +24,7 @@ from amqp_raw import (
     RawConnection,
     encode_ack,
     encode_publish,
+    end_round,
     scan_deliveries,
     unique_queue,
     wait_reply,
@@ -208,17 +209,7 @@ def run(
             "consumer_nap_us": nap_us,
         }
     finally:
-        if proc.is_alive():
-            proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-        if publisher is not None:
-            publisher.close()
-        try:
-            admin.queue_delete(queue)
-        finally:
-            admin.close()
+        end_round(proc, publisher, admin, queue)
 
 
 def main() -> None:

@@ -36,7 +36,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from amqp_raw import RawConnection, encode_publish, scan_deliveries, unique_queue, wait_reply
+from amqp_raw import (
+    RawConnection,
+    encode_publish,
+    end_round,
+    scan_deliveries,
+    unique_queue,
+    wait_reply,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -224,17 +231,7 @@ def run_once(
             "consumer_cpu_per_wall": res["cpu_s"] / span_s if span_s > 0 else None,
         }
     finally:
-        if proc.is_alive():
-            proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-        if publisher is not None:
-            publisher.close()
-        try:
-            admin.queue_delete(queue)
-        finally:
-            admin.close()
+        end_round(proc, publisher, admin, queue)
 
 
 def _pair(
