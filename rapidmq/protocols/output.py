@@ -5,11 +5,16 @@ calls the transport's ``wake`` once, and the transport takes everything with one
 ``data_to_send`` per loop turn.  Past :data:`OUTPUT_HIGH_WATER` buffered bytes
 :meth:`OutputBuffer.writable` says no, which pauses the core's deliveries to the
 connection until the buffer drains (the connection's ``output_drained``).
+
+It also holds who is on the other end, as the transport knows it: the peer's
+address, and the local address and verified TLS certificate, which the
+transport sets after making the connection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["OUTPUT_HIGH_WATER", "OutputBuffer"]
 
@@ -24,7 +29,14 @@ class OutputBuffer:
     #: True once writable() said no; the connection resumes deliveries when it drains.
     output_paused: bool
 
-    def _init_output(self, wake: Callable[[], None]) -> None:
+    def _init_output(self, peer: tuple[str, int], wake: Callable[[], None]) -> None:
+        self.peer = peer
+        self.peer_name = f"{peer[0]}:{peer[1]}"
+        #: The server's end of the socket; the transport sets it (None without a socket).
+        self.local_address: tuple[str, int] | None = None
+        #: The client's verified TLS certificate (``ssl.SSLSocket.getpeercert()``); the
+        #: transport sets it on a TLS listener.  None without TLS or without a certificate.
+        self.peer_certificate: dict[str, Any] | None = None
         self.out = bytearray()
         self.output_paused = False
         self._wake_cb = wake

@@ -121,15 +121,8 @@ class AMQPConnection(OutputBuffer):
         self.broker = broker
         self.users = users
         self.settings = settings
-        self.peer = peer
-        self.peer_name = f"{peer[0]}:{peer[1]}"
-        #: The server's end of the socket; the transport sets it (None without a socket).
-        self.local_address: tuple[str, int] | None = None
-        #: The client's verified TLS certificate (``ssl.SSLSocket.getpeercert()``); the
-        #: transport sets it on a TLS listener.  None without TLS or without a certificate.
-        self.peer_certificate: dict[str, Any] | None = None
         self._clock = clock
-        self._init_output(wake)
+        self._init_output(peer, wake)
         self.parser = FrameParser(frame_max=max(settings.frame_max, FRAME_MIN_SIZE))
         self.state = _State.HEADER
         self.closed = False  # the transport closes the socket once `out` is flushed
