@@ -205,10 +205,19 @@ def _flag(value: object) -> object:
     raise _Invalid("must be true or false")
 
 
-def _path_or_empty(value: object) -> object:
-    if isinstance(value, str):
-        return value.strip()
-    raise _Invalid("must be a file path")
+def _string(what: str) -> _Parser:
+    """Any string, stripped; an empty one means "not set"."""
+
+    def parse(value: object) -> object:
+        if isinstance(value, str):
+            return value.strip()
+        raise _Invalid(f"must be {what}")
+
+    return parse
+
+
+_path_or_empty = _string("a file path")
+_optional_text = _string("a string")
 
 
 def _backends(value: object) -> object:
@@ -221,30 +230,23 @@ def _backends(value: object) -> object:
     raise _Invalid('must be a comma-separated list of "internal" and "ldap", in the order tried')
 
 
-def _names(value: object) -> object:
-    if isinstance(value, str):
-        if value.strip().lower() == "none":
-            return ()
-        value = value.split(",")
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(item.strip() for item in value if item.strip())
-    raise _Invalid('must be a comma-separated list of user names, or "none"')
+def _comma_list(what: str) -> _Parser:
+    """A comma-separated string or a TOML list of ``what``; "none" is the empty list."""
+
+    def parse(value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().lower() == "none":
+                return ()
+            value = value.split(",")
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(item.strip() for item in value if item.strip())
+        raise _Invalid(f'must be a comma-separated list of {what}, or "none"')
+
+    return parse
 
 
-def _hosts(value: object) -> object:
-    if isinstance(value, str):
-        if value.strip().lower() == "none":
-            return ()
-        value = value.split(",")
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(item.strip() for item in value if item.strip())
-    raise _Invalid('must be a comma-separated list of host names, or "none"')
-
-
-def _optional_text(value: object) -> object:
-    if isinstance(value, str):
-        return value.strip()
-    raise _Invalid("must be a string")
+_names = _comma_list("user names")
+_hosts = _comma_list("host names")
 
 
 def _seconds_or_zero(value: object) -> object:
