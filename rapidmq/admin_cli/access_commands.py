@@ -23,6 +23,7 @@ from rapidmq.admin_cli.common import (
     Context,
     Handler,
     Subparsers,
+    add_object_group,
     admin_runner,
     print_items,
     segment,
@@ -203,14 +204,9 @@ def _leaf(
 
 
 def _group(subcommands: Subparsers, name: str, summary: str, description: str) -> Subparsers:
-    parser: argparse.ArgumentParser = subcommands.add_parser(
-        name, help=summary, description=description, allow_abbrev=False
+    return add_object_group(
+        subcommands, name, summary, description, title="actions", metavar="ACTION", dest="action"
     )
-    actions: Subparsers = parser.add_subparsers(
-        title="actions", dest=f"{name}_action", metavar="ACTION"
-    )
-    actions.required = True
-    return actions
 
 
 def _add_new_password(parser: argparse.ArgumentParser) -> None:

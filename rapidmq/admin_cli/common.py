@@ -211,14 +211,20 @@ def add_command(
 
 
 def add_object_group(
-    subcommands: Subparsers, name: str, summary: str, description: str
+    subcommands: Subparsers,
+    name: str,
+    summary: str,
+    description: str,
+    *,
+    title: str = "objects",
+    metavar: str = "OBJECT",
+    dest: str = "kind",
 ) -> Subparsers:
-    """A command such as ``declare`` that only chooses the kind of object (``queue`` ...)."""
+    """A command such as ``declare`` that only chooses the kind of object (``queue`` ...),
+    or such as ``users`` that only chooses the action (``add`` ...)."""
     parser: argparse.ArgumentParser = subcommands.add_parser(
         name, help=summary, description=description, allow_abbrev=False
     )
-    kinds: Subparsers = parser.add_subparsers(
-        title="objects", dest=f"{name}_kind", metavar="OBJECT"
-    )
+    kinds: Subparsers = parser.add_subparsers(title=title, dest=f"{name}_{dest}", metavar=metavar)
     kinds.required = True
     return kinds
