@@ -22,6 +22,7 @@ __all__ = [
     "check_arguments_equivalence",
     "check_field_equivalence",
     "erlang_repr",
+    "parse_max_age",
     "parse_queue_arguments",
     "resource_name",
 ]
@@ -130,6 +131,18 @@ class QueueSettings:
     single_active_consumer: bool = False
     queue_type: str = "classic"
     queue_mode: str = "default"
+    #: Quorum queues: returns before a message is dead-lettered or dropped.
+    delivery_limit: int | None = None
+    #: Quorum queues: ``at-most-once`` (RabbitMQ's default) or ``at-least-once``.
+    dead_letter_strategy: str = "at-most-once"
+    #: Streams: retention by age (``x-max-age``), in seconds.
+    max_age_s: int | None = None
+    #: Streams: the size at which a segment is closed (RabbitMQ's default 500 MB).
+    stream_max_segment_size_bytes: int = 500_000_000
+    #: Where a replicated queue's leader goes (``client-local`` or ``balanced``).
+    queue_leader_locator: str | None = None
+    #: Replicas of a quorum queue or stream (``x-quorum-initial-group-size``).
+    initial_group_size: int | None = None
 
 
 class _Invalid(Exception):
@@ -198,6 +211,41 @@ def _queue_mode(value: object) -> str:
     return text
 
 
+def _dead_letter_strategy(value: object) -> str:
+    text = _longstr(value)
+    if text not in ("at-most-once", "at-least-once"):
+        raise _Invalid("invalid_dlx_strategy")
+    return text
+
+
+#: RabbitMQ's units for ``x-max-age``, in seconds.
+_AGE_UNITS = {"Y": 365 * 86400, "M": 30 * 86400, "D": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_max_age(text: str) -> int | None:
+    """``7D``, ``1h``, ``30m`` as seconds; None when the text is not such a value."""
+    unit = _AGE_UNITS.get(text[-1:])
+    digits = text[:-1]
+    if unit is None or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(digits) * unit
+
+
+def _max_age(value: object) -> int:
+    text = _longstr(value)
+    seconds = parse_max_age(text)
+    if seconds is None:
+        raise _Invalid("invalid_max_age")
+    return seconds
+
+
+def _leader_locator(value: object) -> str:
+    text = _longstr(value)
+    if text not in ("client-local", "balanced", "random", "least-leaders"):
+        raise _Invalid("invalid_queue_locator_arg")
+    return text
+
+
 def _queue_type(value: object) -> str:
     text = _longstr(value)
     if text not in ("classic", "quorum", "stream"):
@@ -220,12 +268,13 @@ _VALIDATORS: tuple[tuple[str, str, Callable[[object], object]], ...] = (
     ("x-queue-mode", "queue_mode", _queue_mode),
     ("x-single-active-consumer", "single_active_consumer", _bool),
     ("x-queue-type", "queue_type", _queue_type),
-    ("x-quorum-initial-group-size", "", _non_negative),
-    ("x-max-age", "", _longstr),
-    ("x-stream-max-segment-size-bytes", "", _non_negative),
-    ("x-initial-cluster-size", "", _non_negative),
-    ("x-queue-leader-locator", "", _longstr),
-    ("x-delivery-limit", "", _non_negative),
+    ("x-quorum-initial-group-size", "initial_group_size", _non_negative),
+    ("x-max-age", "max_age_s", _max_age),
+    ("x-stream-max-segment-size-bytes", "stream_max_segment_size_bytes", _non_negative),
+    ("x-initial-cluster-size", "initial_group_size", _non_negative),
+    ("x-queue-leader-locator", "queue_leader_locator", _leader_locator),
+    ("x-delivery-limit", "delivery_limit", _non_negative),
+    ("x-dead-letter-strategy", "dead_letter_strategy", _dead_letter_strategy),
 )
 
 QUEUE_ARGUMENT_KEYS: tuple[str, ...] = tuple(key for key, _, _ in _VALIDATORS)
