@@ -365,13 +365,28 @@ class VirtualHost:
         *,
         to_exchange: bool,
     ) -> None:
-        """Remove a binding; a missing binding is not an error, as in RabbitMQ."""
-        source_x, _ = self._binding_ends(connection, source, destination, to_exchange)
+        """Remove a binding; a missing one is not an error, as in RabbitMQ 3.x.
+
+        Only the default exchange is refused whatever exists.  A binding that is
+        not there answers unbind-ok even when its source or destination is gone
+        too (an auto-delete exchange that went with its last binding, say):
+        clients such as aio-pika's RPC pattern unbind in that state when they
+        tear down.  An existing binding to another connection's exclusive queue
+        is refused as a bind would be.
+        """
+        if source == "" or (to_exchange and destination == ""):
+            raise AccessRefused(_DEFAULT_EXCHANGE_REFUSED)
+        source_x = self.exchanges.get(source)
+        if source_x is None:
+            return
         frozen_args = dict(arguments or {})
         key = self._binding_key(source, destination, routing_key, frozen_args, to_exchange)
         binding = source_x.bindings_out.get(key)
-        if binding is not None:
-            self._remove_binding(binding, strict=True)
+        if binding is None:
+            return
+        if not to_exchange:
+            self.queue_for(destination, connection)  # ResourceLocked for another's exclusive
+        self._remove_binding(binding, strict=True)
 
     def _binding_ends(
         self, connection: CoreConnection, source: str, destination: str, to_exchange: bool

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from core_support import Client, msg
+from core_support import Client, connect, msg
 
 from rapidmq.core import (
     AccessRefused,
@@ -10,6 +10,7 @@ from rapidmq.core import (
     NotFound,
     PreconditionFailed,
     PublishResult,
+    ResourceLocked,
 )
 from rapidmq.core.errors import CoreError
 
@@ -160,6 +161,48 @@ def test_bind_errors_name_the_missing_exchange_before_the_queue(client: Client) 
 def test_unbind_of_missing_binding_is_ok(client: Client) -> None:
     client.session.declare_queue("q")
     client.session.unbind_queue("q", "amq.direct", "nokey")
+
+
+def test_unbind_with_missing_source_or_destination_is_ok_as_in_rabbitmq_3(client: Client) -> None:
+    s = client.session
+    s.declare_queue("q")
+    s.declare_exchange("x", "direct")
+    s.unbind_queue("q", "no-such-x", "k")
+    s.unbind_queue("no-such-q", "x", "k")
+    s.unbind_exchange("x", "no-such-x", "k")
+    s.unbind_exchange("no-such-x", "x", "k")
+    s.declare_exchange("auto", "fanout", auto_delete=True)
+    s.bind_queue("q", "auto", "")
+    s.unbind_queue("q", "auto", "")  # the exchange goes with its last binding
+    assert "auto" not in client.connection.vhost.exchanges
+    s.unbind_queue("q", "auto", "")
+
+
+def test_unbind_still_refuses_the_default_exchange_at_either_end(client: Client) -> None:
+    for call in (
+        lambda: client.session.unbind_queue("no-such-q", "", "k"),
+        lambda: client.session.unbind_exchange("", "amq.direct", "k"),
+        lambda: client.session.unbind_exchange("amq.direct", "", "k"),
+    ):
+        with pytest.raises(AccessRefused) as exc:
+            call()
+        assert error(exc) == (
+            "AccessRefused",
+            "channel",
+            "operation not permitted on the default exchange",
+        )
+
+
+def test_unbind_of_an_existing_binding_to_anothers_exclusive_queue_is_locked(
+    broker: Broker,
+) -> None:
+    owner, other = connect(broker), connect(broker)
+    owner.session.declare_queue("mine", exclusive=True)
+    owner.session.bind_queue("mine", "amq.direct", "k")
+    other.session.unbind_queue("mine", "amq.direct", "absent")  # no binding: ok
+    with pytest.raises(ResourceLocked):
+        other.session.unbind_queue("mine", "amq.direct", "k")
+    assert len(broker.vhost("/").queues["mine"].bindings_in) == 1  # type: ignore[union-attr]
 
 
 def test_direct_fanout_topic_routing(client: Client) -> None:
