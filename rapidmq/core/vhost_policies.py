@@ -146,14 +146,27 @@ class VhostPolicies:
 
     # -- matching ---------------------------------------------------------------------
 
-    def _match(self, name: str, kind: str) -> AppliedPolicies:
+    def _match(
+        self,
+        name: str,
+        kind: str,
+        merged: dict[tuple[int, int], AppliedPolicies] | None = None,
+    ) -> AppliedPolicies:
+        """The policies for ``name``; ``merged`` shares one record per pair across a walk."""
         if not self._policies and not self._operator:
             return NO_POLICIES
         policy = choose(self._policies.values(), name, kind)
         operator = choose(self._operator.values(), name, kind)
         if policy is None and operator is None:
             return NO_POLICIES
-        return AppliedPolicies(policy, operator, effective_definition(policy, operator))
+        if merged is None:
+            return AppliedPolicies(policy, operator, effective_definition(policy, operator))
+        pair = (id(policy), id(operator))
+        applied = merged.get(pair)
+        if applied is None:
+            applied = AppliedPolicies(policy, operator, effective_definition(policy, operator))
+            merged[pair] = applied
+        return applied
 
     # -- queues ---------------------------------------------------------------------
 
@@ -208,8 +221,13 @@ class VhostPolicies:
             How many queues were given new settings.
         """
         changed = 0
+        # Queues mostly share their arguments and their policies, so a walk
+        # over thousands of them merges each pair of policies once and resolves
+        # each (arguments, policies) combination once.
+        merged: dict[tuple[int, int], AppliedPolicies] = {}
+        resolved: dict[tuple[QueueSettings, frozenset[str], int], QueueSettings] = {}
         for name, state in self._queues.items():
-            applied = self._match(name, state.declared.queue_type)
+            applied = self._match(name, state.declared.queue_type, merged)
             old = state.applied
             if applied.policy is old.policy and applied.operator_policy is old.operator_policy:
                 continue
@@ -217,9 +235,12 @@ class VhostPolicies:
             queue = queues.get(name)
             if queue is None:
                 continue
-            queue.apply_settings(
-                queue_settings(state.declared, state.arguments, applied.definition)
-            )
+            key = (state.declared, frozenset(state.arguments), id(applied))
+            settings = resolved.get(key)
+            if settings is None:
+                settings = queue_settings(state.declared, state.arguments, applied.definition)
+                resolved[key] = settings
+            queue.apply_settings(settings)
             changed += 1
         for exchange in exchanges.values():
             if exchange.name:
