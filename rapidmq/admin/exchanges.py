@@ -291,6 +291,9 @@ async def publish(request: Request) -> Response:
             result = session.publish(message)
     except CoreError as err:
         raise bad_request(amqp_reason(err)) from None
+    if result.rejected:
+        # A queue at its limit with reject-publish nacked it: RabbitMQ's words.
+        raise bad_request("rejected Unable to publish message. Check queue limits.")
     return respond({"routed": result.routed})
 
 

@@ -270,3 +270,23 @@ async def test_policies_need_policymaker_and_operator_policies_administrator(
                 )
             )
     assert statuses == [(201, 401), (401, 401)]
+
+
+async def test_an_http_publish_refused_by_a_policy_limit_answers_as_rabbitmq(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.put("/api/queues/%2F/pq5", json={})
+    body = {"pattern": "^pq5$", "definition": {"max-length": 1, "overflow": "reject-publish"}}
+    assert (await api.put("/api/policies/%2F/cap", json=body)).status_code == 201
+    message = {"properties": {}, "routing_key": "pq5", "payload": "x", "payload_encoding": "string"}
+    replies = [await api.post("/api/exchanges/%2F/amq.default/publish", json=message) for _ in "ab"]
+    assert [(r.status_code, r.json()) for r in replies] == [
+        (200, {"routed": True}),
+        (
+            400,
+            {
+                "error": "bad_request",
+                "reason": "rejected Unable to publish message. Check queue limits.",
+            },
+        ),
+    ]
