@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -289,4 +290,23 @@ async def test_an_http_publish_refused_by_a_policy_limit_answers_as_rabbitmq(
                 "reason": "rejected Unable to publish message. Check queue limits.",
             },
         ),
+    ]
+
+
+async def test_policy_changes_are_audit_events(
+    api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="rapidmq.audit")
+    await api.put("/api/policies/%2F/audited", json=POLICY)
+    await api.delete("/api/policies/%2F/audited")
+    await api.put("/api/operator-policies/%2F/cap", json=POLICY)
+    events = [
+        (r.event, r.actor, r.vhost, r.policy)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "rapidmq.audit" and "policy" in getattr(r, "event", "")
+    ]
+    assert events == [
+        ("policy.set", "guest", "/", "audited"),
+        ("policy.cleared", "guest", "/", "audited"),
+        ("operator_policy.set", "guest", "/", "cap"),
     ]

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 from core_support import WALL_CLOCK_S, Client, FakeClock, connect, msg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rapidmq.core import Broker, PublishResult
 from rapidmq.core.arguments import QueueSettings
@@ -221,3 +223,50 @@ def test_deleting_a_vhost_deletes_its_policies(
     )
     broker.delete_vhost("v2")
     assert list(store.items("policy")) == []
+
+
+# -- live changes agree with resolving from scratch -------------------------------------------
+
+policy_bodies = st.fixed_dictionaries(
+    {
+        "pattern": st.sampled_from(["^q", "^q1$", "2", "^x"]),
+        "priority": st.integers(0, 3),
+        "apply-to": st.sampled_from(["all", "queues", "exchanges"]),
+        "definition": st.dictionaries(
+            st.sampled_from(["max-length", "message-ttl", "expires"]),
+            st.integers(1, 50),
+            min_size=1,
+        )
+        | st.just({"overflow": "reject-publish"})
+        | st.just({"dead-letter-exchange": "amq.fanout"}),
+    }
+)
+changes = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans(), st.none() | policy_bodies),
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(changes)
+def test_live_policy_changes_leave_each_queue_as_if_declared_now(
+    steps: list[tuple[str, bool, dict[str, Any] | None]],
+) -> None:
+    broker = Broker(clock=FakeClock(), wall_clock=lambda: WALL_CLOCK_S)
+    session = connect(broker).session
+    arguments = {"q1": {"x-max-length": 20, "x-overflow": "drop-head"}, "q2": {}, "q12": {}}
+    for name, args in arguments.items():
+        session.declare_queue(name, arguments=args)
+    host = vhost_of(broker)
+    for name, operator, body in steps:
+        if body is None:
+            host.clear_policy(name, operator=operator)
+            continue
+        if operator:
+            body = dict(body, definition={"max-length": 7})
+        host.set_policy(make_policy("/", name, body, operator=operator), operator=operator)
+    live = {name: queue.settings for name, queue in host.queues.items()}
+    for name, args in arguments.items():
+        session.delete_queue(name)
+        session.declare_queue(name, arguments=args)
+    assert {name: queue.settings for name, queue in host.queues.items()} == live
