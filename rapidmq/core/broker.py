@@ -285,6 +285,9 @@ class Broker:
                     raise unreadable(kind, (record.vhost, record.name), err.text) from None
                 vhost.policies.restore(policy, operator=operator)
                 counts["policies"] += 1
+        for vhost in self._vhosts.values():
+            # The predeclared exchanges exist before any policy is restored.
+            vhost.policies.reapply(vhost.queues, vhost.exchanges)
 
     def recover_messages(self) -> dict[str, int]:
         """Put the stored persistent messages back into their queues (after :meth:`restore`).

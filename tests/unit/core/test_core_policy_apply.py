@@ -212,6 +212,20 @@ def test_policies_are_stored_and_restored_before_the_queues(
     assert (cleared, list(store.items("operator_policy"))) == (True, [])
 
 
+def test_a_restored_policy_applies_to_the_predeclared_exchanges(
+    store: MemoryMetadataStore, clock: FakeClock
+) -> None:
+    before = stored_broker(store, clock)
+    set_policy(before, "ae", {"alternate-exchange": "amq.fanout"}, pattern="^amq.direct$")
+    after = stored_broker(store, clock)
+    host = vhost_of(after)
+    applied = host.policies.of_exchange("amq.direct").policy
+    assert (host.exchanges["amq.direct"].alternate, applied and applied.name) == (
+        "amq.fanout",
+        "ae",
+    )
+
+
 def test_deleting_a_vhost_deletes_its_policies(
     store: MemoryMetadataStore, clock: FakeClock
 ) -> None:
