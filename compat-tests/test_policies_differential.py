@@ -327,21 +327,41 @@ def a_policy_dead_letter_exchange_takes_what_max_length_drops(
 
 
 @scenario
-def an_exchange_shows_its_policy(api: Api, tok: str, cleanup: Cleanup) -> Observation:
+def an_exchange_shows_its_policy_and_routes_to_its_alternate(
+    api: Api, tok: str, cleanup: Cleanup
+) -> Observation:
     path = f"/api/exchanges/%2F/{tok}-x"
     cleanup.add(path)
     assert api.put(path, {"type": "direct"}).status == 201
+    alternate = f"/api/exchanges/%2F/{tok}-ae"
+    cleanup.add(alternate)
+    assert api.put(alternate, {"type": "fanout"}).status == 201
+    queue(api, cleanup, f"{tok}-unrouted")
+    binding = f"/api/bindings/%2F/e/{tok}-ae/q/{tok}-unrouted"
+    assert api.post(binding, {"routing_key": ""}).status == 201
     body = {
         "pattern": f"^{tok}-x$",
-        "definition": {"alternate-exchange": "amq.fanout"},
+        "definition": {"alternate-exchange": f"{tok}-ae"},
         "apply-to": "exchanges",
     }
     put_policy(api, cleanup, "policies", f"{tok}-p", body)
+    message = {
+        "properties": {},
+        "routing_key": "nowhere",
+        "payload": "lost",
+        "payload_encoding": "string",
+    }
+    routed = api.post(f"{path}/publish", message).body
     deadline = time.monotonic() + STATS_DEADLINE_S
     while (shown := api.get(path).body).get("policy") is None and time.monotonic() < deadline:
         time.sleep(0.25)
     plain = api.get("/api/exchanges/%2F/amq.direct").body
-    return {"policy": shown.get("policy", "<missing>"), "plain": "policy" in plain}
+    return {
+        "routed": routed,
+        "unrouted": take_all(api, f"{tok}-unrouted"),
+        "policy": shown.get("policy", "<missing>"),
+        "plain": "policy" in plain,
+    }
 
 
 @pytest.mark.parametrize("fn", SCENARIOS, ids=lambda fn: fn.__name__)
