@@ -1,4 +1,4 @@
-"""The audit trail: who logged in, who was refused, who changed users, vhosts and grants.
+"""The audit trail: who logged in, who was refused, who changed users, vhosts, grants, policies.
 
 Every event is one record on the ``rapidmq.audit`` logger (category ``audit``),
 so it appears in the broker's own log in its format, with the event's fields as
@@ -16,7 +16,10 @@ Events (the ``event`` field):
 * ``user.created`` / ``user.changed`` / ``user.deleted``, ``vhost.created`` /
   ``vhost.changed`` / ``vhost.deleted``, ``permission.set`` /
   ``permission.cleared``, ``topic_permission.set`` / ``topic_permission.cleared``,
-  ``limit.set`` / ``limit.cleared``: ``actor`` and the object's names.
+  ``limit.set`` / ``limit.cleared``, ``policy.set`` / ``policy.cleared``,
+  ``operator_policy.set`` / ``operator_policy.cleared``: ``actor`` and the
+  object's names (a policy's ``vhost`` and ``policy``, and when set its
+  ``pattern``, ``apply_to``, ``priority`` and ``definition``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from rapidmq.admin import (
     limits,
     metrics,
     overview,
+    policies,
     queues,
 )
 from rapidmq.admin.auth import BasicAuthMiddleware
@@ -80,6 +81,7 @@ def api_routes() -> list[BaseRoute]:
         bindings,
         access,
         limits,
+        policies,
         definitions,
         health,
         metrics,

@@ -16,10 +16,13 @@ check), so importing the same file twice is harmless.  It goes through the same
 calls a client's declare takes, on an internal connection that opens and closes
 within the request, so durable objects are recorded in the metadata store and
 survive a restart.  Vhost limits travel as RabbitMQ's ``vhost-limits`` runtime
-parameter and user limits in each user's ``limits``, both ways.  Sections
-RapidMQ has no counterpart for (policies, other runtime parameters) are
-accepted and named in one warning, so a file from a RabbitMQ node imports
-without hand editing.  Each change an import makes is an audit event.
+parameter and user limits in each user's ``limits``, both ways.  Policies
+travel in ``policies`` both ways (RabbitMQ 3.10 exports no operator policies,
+and neither does RapidMQ); they are imported before the queues and exchanges,
+so those start with their policies applied.  Sections RapidMQ has no
+counterpart for (other runtime parameters) are accepted and named in one
+warning, so a file from a RabbitMQ node imports without hand editing.  Each
+change an import makes is an audit event.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from rapidmq import __version__
 from rapidmq.admin.auth import require_administrator, server_of
+from rapidmq.admin.policies import exported_policies, policy_from_json
 from rapidmq.admin.resources import management_session
 from rapidmq.admin.util import ApiError, bad_request, flag, no_content, path_name, respond
 from rapidmq.audit import audit
@@ -62,9 +66,9 @@ _INFORMATIONAL = frozenset(
     {"rabbit_version", "rabbitmq_version", "product_name", "product_version"}
 )
 _BROKER_SECTIONS = ("users", "vhosts", "permissions", "topic_permissions")
-_VHOST_SECTIONS = ("exchanges", "queues", "bindings")
+_VHOST_SECTIONS = ("policies", "exchanges", "queues", "bindings")
 #: Sections of RabbitMQ's format RapidMQ has nothing to apply to.
-_UNSUPPORTED_SECTIONS = ("parameters", "policies", "global_parameters")
+_UNSUPPORTED_SECTIONS = ("parameters", "global_parameters")
 
 
 # -- export ------------------------------------------------------------------------------
@@ -187,7 +191,7 @@ def export_definitions(server: Server) -> dict[str, Any]:
         ],
         "parameters": _limit_parameters(server, vhosts),
         "global_parameters": [{"name": "cluster_name", "value": server.cluster_name}],
-        "policies": [],
+        "policies": exported_policies(vhosts),
         **topology,
     }
 
@@ -219,7 +223,9 @@ def export_vhost_definitions(vhost: VirtualHost) -> dict[str, Any]:
     for items in topology.values():
         for item in items:
             del item["vhost"]
-    return {"rabbit_version": __version__, "parameters": [], "policies": [], **topology}
+    # RabbitMQ 3.10 keeps the vhost in each policy of a per-vhost export.
+    policies = exported_policies([vhost])
+    return {"rabbit_version": __version__, "parameters": [], "policies": policies, **topology}
 
 
 def _totals(body: dict[str, Any]) -> str:
@@ -492,6 +498,19 @@ class _Import:
                 read=read,
             )
 
+    def policies(self, items: list[dict[str, Any]], vhost: str | None) -> None:
+        for item in items:
+            where = vhost if vhost is not None else _text(item, "vhost", "policies")
+            name = _text(item, "name", "policies")
+            host = self.server.broker.vhost(where)
+            if host is None:
+                raise bad_request(f"policies: vhost '{where}' does not exist")
+            host.set_policy(policy_from_json(where, name, item, operator=False))
+            self._count("policies")
+            self._audit(
+                "policy.set", f"policy '{name}' in vhost '{where}'", vhost=where, policy=name
+            )
+
     def exchanges(self, items: list[dict[str, Any]], vhost: str | None) -> None:
         for item in items:
             where = vhost if vhost is not None else _text(item, "vhost", "exchanges")
@@ -590,6 +609,7 @@ async def post_definitions(request: Request) -> Response:
         job.users(sections["users"])
         job.permissions(sections["permissions"])
         job.topic_permissions(sections["topic_permissions"])
+        job.policies(sections["policies"], None)
         job.exchanges(sections["exchanges"], None)
         job.queues(sections["queues"], None)
         job.bindings(sections["bindings"], None)
@@ -609,6 +629,7 @@ async def post_vhost_definitions(request: Request) -> Response:
     job.unsupported(body, _VHOST_SECTIONS)
     with job.connected():
         job.vhost_limits(body, name)
+        job.policies(sections["policies"], name)
         job.exchanges(sections["exchanges"], name)
         job.queues(sections["queues"], name)
         job.bindings(sections["bindings"], name)

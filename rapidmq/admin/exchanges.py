@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rapidmq.admin.auth import server_of
 from rapidmq.admin.listing import list_response
 from rapidmq.admin.resources import (
     BindingView,
@@ -83,9 +84,9 @@ class BadField(Exception):
         self.reason = [kind, value]
 
 
-def render_exchange(exchange: Exchange) -> dict[str, Any]:
-    """One exchange as RabbitMQ's API lists it."""
-    return {
+def render_exchange(exchange: Exchange, vhost: VirtualHost | None = None) -> dict[str, Any]:
+    """One exchange as RabbitMQ's API lists it; ``policy`` only when one applies, as there."""
+    body = {
         "name": exchange.name,
         "vhost": exchange.vhost_name,
         "type": exchange.type,
@@ -94,6 +95,11 @@ def render_exchange(exchange: Exchange) -> dict[str, Any]:
         "internal": exchange.internal,
         "arguments": exchange.arguments,
     }
+    if vhost is not None:
+        policy = vhost.policies.of_exchange(exchange.name).policy
+        if policy is not None:
+            body["policy"] = policy.name
+    return body
 
 
 def _exchange(vhost: VirtualHost, name: str) -> Exchange:
@@ -113,10 +119,11 @@ async def list_vhost(request: Request) -> Response:
 
 
 def _list(request: Request, exchanges: list[Exchange]) -> Response:
+    broker = server_of(request).broker
     return list_response(
         request,
         exchanges,
-        render=render_exchange,
+        render=lambda x: render_exchange(x, broker.vhost(x.vhost_name)),
         name=lambda x: x.name,
         sort_keys=_SORT_KEYS,
         default_sort=lambda x: (x.vhost_name, x.name),
@@ -126,7 +133,7 @@ def _list(request: Request, exchanges: list[Exchange]) -> Response:
 async def get_exchange(request: Request) -> Response:
     vhost = vhost_of(request)
     exchange = _exchange(vhost, exchange_path_name(request, "name"))
-    body = render_exchange(exchange)
+    body = render_exchange(exchange, vhost)
     body["incoming"] = []
     body["outgoing"] = []
     return respond(body)
@@ -284,6 +291,9 @@ async def publish(request: Request) -> Response:
             result = session.publish(message)
     except CoreError as err:
         raise bad_request(amqp_reason(err)) from None
+    if result.rejected:
+        # A queue at its limit with reject-publish nacked it: RabbitMQ's words.
+        raise bad_request("rejected Unable to publish message. Check queue limits.")
     return respond({"routed": result.routed})
 
 

@@ -114,6 +114,7 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
     ready_bytes = queue.ready_bytes + queue.paged_bytes
     exclusive_consumer = queue.exclusive_consumer
     single_active = queue.settings.single_active_consumer and queue.consumers
+    applied = queue.vhost.policies.of_queue(queue.name)
     body: dict[str, Any] = {
         "name": queue.name,
         "vhost": vhost,
@@ -135,9 +136,11 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
         "exclusive_consumer_tag": None if exclusive_consumer is None else exclusive_consumer.tag,
         "single_active_consumer_tag": queue.consumers[0].tag if single_active else None,
         "head_message_timestamp": None,
-        "policy": None,
-        "operator_policy": None,
-        "effective_policy_definition": {},
+        "policy": None if applied.policy is None else applied.policy.name,
+        "operator_policy": (
+            None if applied.operator_policy is None else applied.operator_policy.name
+        ),
+        "effective_policy_definition": dict(applied.definition),
         "message_stats": server.rates.stats(key, counters, QUEUE_STATS),
     }
     if not queue.consumers:

@@ -7,6 +7,7 @@ wrong password or a missing object.
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,7 +39,9 @@ def _reason(response: httpx.Response) -> str:
         text = reason if isinstance(reason, str) else json.dumps(reason)
     else:
         text = response.text.strip() or response.reason_phrase
-    return " ".join(text.split())[:500]
+    # RabbitMQ HTML-escapes some reasons (a policy's ``&lt;&lt;"x"&gt;&gt;``);
+    # a shell shows them plain.
+    return " ".join(html.unescape(text).split())[:500]
 
 
 def _cause(err: Exception) -> str:

@@ -2,6 +2,7 @@
 
 Each group of commands lives in its own module: :mod:`.status` (``status``,
 ``close``), :mod:`.objects` (``list``, ``declare``, ``delete``, ``purge``),
+:mod:`.policy_commands` (``set``, ``clear``),
 :mod:`.messages` (``publish``, ``get``) and :mod:`.definitions`; what they
 share is in :mod:`.common`. ``users``, ``vhosts`` and ``permissions`` are in
 :mod:`.access_commands`.
@@ -24,6 +25,7 @@ from rapidmq.admin_cli.common import (
 from rapidmq.admin_cli.definitions import add_definitions_commands
 from rapidmq.admin_cli.messages import add_message_commands, message_property
 from rapidmq.admin_cli.objects import LISTS, add_object_commands
+from rapidmq.admin_cli.policy_commands import add_policy_commands
 from rapidmq.admin_cli.status import add_close_commands, add_status_command
 
 __all__ = [
@@ -43,6 +45,7 @@ def add_admin_commands(subcommands: Subparsers) -> None:
     parent = global_parent()
     add_status_command(subcommands, parent)
     add_object_commands(subcommands, parent)
+    add_policy_commands(subcommands, parent)
     add_message_commands(subcommands, parent)
     add_close_commands(subcommands, parent)
     add_definitions_commands(subcommands, parent)

@@ -82,6 +82,16 @@ LISTS: dict[str, ListSpec] = {
         "/vhosts/{vhost}/permissions",
         ("user", "vhost", "configure", "write", "read"),
     ),
+    "policies": ListSpec(
+        "/policies",
+        "/policies/{vhost}",
+        ("vhost", "name", "pattern", "apply-to", "priority", "definition"),
+    ),
+    "operator-policies": ListSpec(
+        "/operator-policies",
+        "/operator-policies/{vhost}",
+        ("vhost", "name", "pattern", "apply-to", "priority", "definition"),
+    ),
 }
 
 
@@ -215,8 +225,8 @@ def add_object_commands(subcommands: Subparsers, parent: argparse.ArgumentParser
         "list",
         "list queues, exchanges, connections, users ...",
         "List objects of one kind. Queues, exchanges, bindings, connections,\n"
-        "channels, consumers and permissions of every vhost are listed unless\n"
-        "--vhost (or RAPIDMQ_VHOST) names one.",
+        "channels, consumers, permissions, policies and operator policies of\n"
+        "every vhost are listed unless --vhost (or RAPIDMQ_VHOST) names one.",
         "rapidmq list queues\nrapidmq --vhost /prod list connections\n"
         "rapidmq list exchanges --format json",
         _list,

@@ -24,11 +24,13 @@ from rapidmq.core.durable import (
     Recorder,
     read_bindings,
     read_exchanges,
+    read_policies,
     read_queues,
     unreadable,
 )
 from rapidmq.core.errors import CoreError, NotAllowed
 from rapidmq.core.persistence import Persistence
+from rapidmq.core.policy import InvalidPolicy, make_policy
 from rapidmq.core.queue import Queue
 from rapidmq.core.session import Session
 from rapidmq.core.vhost import VirtualHost
@@ -225,15 +227,15 @@ class Broker:
         warning.
 
         Returns:
-            How many of each were restored: ``vhosts``, ``exchanges``, ``queues``,
-            ``bindings``.
+            How many of each were restored: ``vhosts``, ``policies`` (operator
+            policies included), ``exchanges``, ``queues``, ``bindings``.
 
         Raises:
             StorageError: a record is unreadable (one line naming the fix), or
                 the store failed.
         """
         store = self._metadata
-        counts = {"vhosts": 0, "exchanges": 0, "queues": 0, "bindings": 0}
+        counts = {"vhosts": 0, "policies": 0, "exchanges": 0, "queues": 0, "bindings": 0}
         if store is None:
             return counts
         for key, value in store.items("vhost"):
@@ -245,6 +247,7 @@ class Broker:
                 counts["vhosts"] += 1
         if not self._vhosts:
             self.add_vhost(self._default_vhost, description=DEFAULT_VHOST_DESCRIPTION)
+        self._restore_policies(store, counts)
         for exchange in read_exchanges(store):
             vhost = self._vhosts.get(exchange.vhost)
             try:
@@ -266,6 +269,25 @@ class Broker:
             else:
                 log.warning("stored binding %s skipped: its vhost or an end is gone", binding)
         return counts
+
+    def _restore_policies(self, store: MetadataStore, counts: dict[str, int]) -> None:
+        """Policies come back before the queues and exchanges they apply to."""
+        for operator in (False, True):
+            kind = "operator_policy" if operator else "policy"
+            for record in read_policies(store, operator=operator):
+                vhost = self._vhosts.get(record.vhost)
+                if vhost is None:
+                    log.warning("stored %s %s skipped: its vhost is gone", kind, record.name)
+                    continue
+                try:
+                    policy = make_policy(record.vhost, record.name, record.body, operator=operator)
+                except InvalidPolicy as err:
+                    raise unreadable(kind, (record.vhost, record.name), err.text) from None
+                vhost.policies.restore(policy, operator=operator)
+                counts["policies"] += 1
+        for vhost in self._vhosts.values():
+            # The predeclared exchanges exist before any policy is restored.
+            vhost.policies.reapply(vhost.queues, vhost.exchanges)
 
     def recover_messages(self) -> dict[str, int]:
         """Put the stored persistent messages back into their queues (after :meth:`restore`).

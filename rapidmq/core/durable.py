@@ -35,17 +35,20 @@ from rapidmq.storage.api import MetadataStore, StorageError
 from rapidmq.storage.records import encode_value
 
 if TYPE_CHECKING:
+    from rapidmq.core.policy import Policy
     from rapidmq.core.queue import Queue
 
 __all__ = [
     "BindingRecord",
     "ExchangeRecord",
+    "PolicyRecord",
     "QueueRecord",
     "Recorder",
     "args_id",
     "binding_key",
     "read_bindings",
     "read_exchanges",
+    "read_policies",
     "read_queues",
     "unreadable",
 ]
@@ -183,6 +186,33 @@ class Recorder:
         if _is_recorded(binding):
             self._delete("binding", binding_key(binding), _binding_text(binding), strict=strict)
 
+    # -- policies --------------------------------------------------------------------
+
+    def policy_set(self, policy: Policy, *, operator: bool) -> None:
+        """Record a policy (created or replaced). Raises StorageFailed."""
+        value = {
+            "pattern": policy.pattern,
+            "apply-to": policy.apply_to,
+            "definition": dict(policy.definition),
+            "priority": policy.priority,
+        }
+        kind = "operator_policy" if operator else "policy"
+        self._put(
+            kind, (self.vhost, policy.name), value, _policy_text(policy.name, operator, self.vhost)
+        )
+
+    def policy_cleared(self, name: str, *, operator: bool, strict: bool) -> None:
+        """Forget a policy."""
+        kind = "operator_policy" if operator else "policy"
+        self._delete(
+            kind, (self.vhost, name), _policy_text(name, operator, self.vhost), strict=strict
+        )
+
+
+def _policy_text(name: str, operator: bool, vhost: str) -> str:
+    kind = "operator policy" if operator else "policy"
+    return f"{kind} '{name}' in vhost '{vhost}'"
+
 
 def _binding_text(binding: Binding) -> str:
     return f"binding of {binding.destination.resource} to {binding.source.resource}"
@@ -304,3 +334,30 @@ def read_bindings(store: MetadataStore) -> Iterator[BindingRecord]:
         return BindingRecord(vhost, source, kind == "exchange", destination, routing_key, arguments)
 
     return _read(store, "binding", build)
+
+
+@dataclass(slots=True, frozen=True)
+class PolicyRecord:
+    """A policy or operator policy as stored (validated again when it is restored)."""
+
+    vhost: str
+    name: str
+    operator: bool
+    body: dict[str, Any]
+
+
+def read_policies(store: MetadataStore, *, operator: bool) -> Iterator[PolicyRecord]:
+    """Every stored policy, or every operator policy.
+
+    Raises:
+        StorageError: a record is unreadable.
+    """
+    kind = "operator_policy" if operator else "policy"
+
+    def build(key: tuple[str, ...], value: dict[str, Any]) -> PolicyRecord:
+        vhost, name = key
+        if not isinstance(value.get("definition"), dict):
+            raise ValueError("its definition is not a table")
+        return PolicyRecord(vhost, name, operator, dict(value))
+
+    return _read(store, kind, build)

@@ -210,6 +210,7 @@ class Queue:
     _drop_over_limit = queue_limits.drop_over_limit
     _drop_expired = queue_limits.drop_expired
     _dead_letter = queue_limits.dead_letter
+    apply_settings = queue_limits.apply_settings
 
     # -- delivering ---------------------------------------------------------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rapidmq.core.arguments import QueueSettings
 from rapidmq.core.message import Message
 from rapidmq.core.paging import PagedOut
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from rapidmq.core.queue import Queue
 
 __all__ = [
+    "apply_settings",
     "dead_letter",
     "drop_expired",
     "drop_over_limit",
@@ -123,3 +125,39 @@ def on_timer(queue: Queue, now: float) -> None:
         and now >= queue.last_used + expires_ms / 1000.0
     ):
         queue.vhost.remove_queue(queue)
+
+
+# -- settings changed by a policy ----------------------------------------------------
+
+
+def apply_settings(queue: Queue, settings: QueueSettings) -> None:
+    """Take new effective settings at once (a policy that applies to it changed).
+
+    As RabbitMQ's classic queues do: a lower length limit drops (and
+    dead-letters) from the head at once under ``drop-head`` and only refuses
+    later publishes otherwise; a new message TTL applies to messages published
+    from now on, those already queued keep their expiry; a new ``expires``
+    restarts the unused timer; the dead-letter exchange, overflow and queue
+    mode are read from here on.
+    """
+    old = queue.settings
+    queue.settings = settings
+    queue._ttl_ms = settings.message_ttl_ms
+    queue._max_length = settings.max_length
+    queue._max_bytes = settings.max_length_bytes
+    queue._limited = settings.max_length is not None or settings.max_length_bytes is not None
+    queue._overflow = settings.overflow
+    if queue.deleted:
+        return
+    pager = queue._pager
+    if settings.queue_mode != old.queue_mode and pager is not None and pager.pages:
+        if settings.queue_mode == "lazy":
+            pager.lazy[queue.key] = queue
+        elif pager.lazy.get(queue.key) is queue:
+            del pager.lazy[queue.key]
+    if settings.expires_ms != old.expires_ms:
+        queue.last_used = queue._clock()
+        if settings.expires_ms is not None:
+            queue.vhost.watch(queue)
+    if queue._limited:
+        queue._drop_over_limit()

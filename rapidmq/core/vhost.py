@@ -21,7 +21,9 @@ from rapidmq.core.errors import AccessRefused, NotFound, PreconditionFailed, Res
 from rapidmq.core.exchange import Binding, Exchange, exchange_type
 from rapidmq.core.message import Message
 from rapidmq.core.persistence import Persistence
+from rapidmq.core.policy import Policy
 from rapidmq.core.queue import Queue
+from rapidmq.core.vhost_policies import VhostPolicies
 
 if TYPE_CHECKING:
     from rapidmq.core.broker import CoreConnection
@@ -81,6 +83,8 @@ class VirtualHost:
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.timed: set[Queue] = set()
+        #: Policies and operator policies, applied to queues and exchanges as they change.
+        self.policies = VhostPolicies(name, recorder)
         self.default_exchange = Exchange(name, "", "direct", durable=True)
         self.exchanges[""] = self.default_exchange
         for xname, xtype in PREDECLARED_EXCHANGES:
@@ -148,6 +152,7 @@ class VirtualHost:
             if self.recorder is not None:
                 self.recorder.exchange_declared(exchange)
             self.exchanges[name] = exchange
+            self.policies.exchange_added(exchange)
             return exchange
         check_field_equivalence(exchange.type, type_, resource, "type")
         check_field_equivalence(exchange.durable, durable, resource, "durable")
@@ -178,6 +183,7 @@ class VirtualHost:
             self.recorder.exchange_deleted(exchange, strict=strict)
         exchange.deleted = True
         del self.exchanges[exchange.name]
+        self.policies.exchange_removed(exchange.name)
         for binding in list(exchange.bindings_out.values()):
             self._remove_binding(binding, forget=False)
         for binding in list(exchange.bindings_in.values()):
@@ -226,7 +232,8 @@ class VirtualHost:
             )
             existing.touch()
             return existing
-        settings = parse_queue_arguments(arguments, resource)
+        declared = parse_queue_arguments(arguments, resource)
+        settings = self.policies.queue_settings(name, arguments, declared)
         if self.max_queues is not None and len(self.queues) >= self.max_queues:
             raise PreconditionFailed(
                 f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
@@ -245,6 +252,7 @@ class VirtualHost:
         if self.recorder is not None:
             self.recorder.queue_declared(queue)
         self.queues[name] = queue
+        self.policies.queue_added(name, arguments, declared)
         if owner is not None:
             owner.exclusive_queues[name] = queue
         if settings.expires_ms is not None:
@@ -306,6 +314,7 @@ class VirtualHost:
         if self.recorder is not None:
             self.recorder.queue_deleted(queue, strict=strict)
         del self.queues[queue.name]
+        self.policies.queue_removed(queue.name)
         self.timed.discard(queue)
         if queue.owner is not None:
             queue.owner.exclusive_queues.pop(queue.name, None)
@@ -314,6 +323,31 @@ class VirtualHost:
             self._remove_binding(binding, forget=False)
         for consumer in consumers:
             consumer.session.server_cancelled(consumer)
+
+    # -- policies -----------------------------------------------------------
+
+    def set_policy(self, policy: Policy, *, operator: bool = False) -> bool:
+        """Create or replace a policy and apply it to every queue and exchange at once.
+
+        Returns:
+            True if the policy is new.
+
+        Raises:
+            StorageFailed: it could not be recorded; nothing changed.
+        """
+        return self.policies.set(
+            policy, operator=operator, queues=self.queues, exchanges=self.exchanges
+        )
+
+    def clear_policy(self, name: str, *, operator: bool = False) -> bool:
+        """Delete a policy and undo its effect at once; False if there was none.
+
+        Raises:
+            StorageFailed: the deletion could not be recorded; nothing changed.
+        """
+        return self.policies.clear(
+            name, operator=operator, queues=self.queues, exchanges=self.exchanges
+        )
 
     # -- bindings -----------------------------------------------------------
 
@@ -432,12 +466,13 @@ class VirtualHost:
         for exchange in list(self.exchanges.values()):
             if exchange.name and exchange.name not in _PREDECLARED_NAMES:
                 self._remove_exchange(exchange)
+        self.policies.drop_all()
 
     def restore_exchange(self, record: ExchangeRecord) -> bool:
         """Rebuild a stored durable exchange, writing nothing; False if it exists."""
         if record.name in self.exchanges:
             return False
-        self.exchanges[record.name] = Exchange(
+        exchange = self.exchanges[record.name] = Exchange(
             self.name,
             record.name,
             record.type,
@@ -446,13 +481,15 @@ class VirtualHost:
             internal=record.internal,
             arguments=record.arguments,
         )
+        self.policies.exchange_added(exchange)
         return True
 
     def restore_queue(self, record: QueueRecord) -> bool:
         """Rebuild a stored durable queue, writing nothing; False if it exists."""
         if record.name in self.queues:
             return False
-        settings = parse_queue_arguments(record.arguments, self._queue_resource(record.name))
+        declared = parse_queue_arguments(record.arguments, self._queue_resource(record.name))
+        settings = self.policies.queue_settings(record.name, record.arguments, declared)
         queue = Queue(
             self,
             record.name,
@@ -464,6 +501,7 @@ class VirtualHost:
             clock=self._clock,
         )
         self.queues[record.name] = queue
+        self.policies.queue_added(record.name, record.arguments, declared)
         if settings.expires_ms is not None:
             self.watch(queue)  # x-expires counts again from now, as in RabbitMQ
         return True

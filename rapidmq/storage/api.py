@@ -6,7 +6,8 @@ transient, for tests and ``--storage memory``) and a RocksDB one
 
 **Metadata** is small and changes rarely: vhosts, users, permissions, durable
 exchanges, durable queues with their arguments, bindings between durable
-objects, MQTT persistent sessions and retained messages.  It is kept as
+objects, policies and operator policies, MQTT persistent sessions and retained
+messages.  It is kept as
 records: a *kind* (one of :data:`KINDS`), a key of strings, and a JSON-able
 value (see :func:`rapidmq.storage.records.encode_value` for bytes, datetimes
 and decimals).  A put or delete is durable when the call returns.
@@ -62,6 +63,8 @@ KINDS = {
     "retained": ("vhost", "topic"),
     "vhost_limits": ("vhost",),
     "user_limits": ("user",),
+    "policy": ("vhost", "name"),
+    "operator_policy": ("vhost", "name"),
 }
 
 

@@ -291,6 +291,49 @@ def test_definitions_export_and_import_round_trip(
     api.delete("/api/queues/%2F/cli-kept").raise_for_status()
 
 
+def test_policies_are_set_listed_applied_and_cleared(url: str, api: httpx.Client) -> None:
+    api.put("/api/queues/%2F/cli-pol-q", json={}).raise_for_status()
+    set_policy = rapidmq(
+        url, "set", "policy", "cli-limit", "^cli-pol-", '{"max-length": 2}', "--priority", "4"
+    )
+    assert ok(set_policy) == "policy 'cli-limit' set in vhost '/'\n"
+    cap = ("cli-cap", "^cli-pol-", '{"max-length": 1}', "--apply-to", "queues")
+    set_operator = rapidmq(url, "set", "operator-policy", *cap)
+    assert ok(set_operator) == "operator policy 'cli-cap' set in vhost '/'\n"
+    try:
+        assert rows(ok(rapidmq(url, "list", "policies"))) == [
+            ["vhost", "name", "pattern", "apply-to", "priority", "definition"],
+            ["/", "cli-limit", "^cli-pol-", "all", "4", '{"max-length":2}'],
+        ]
+        listed = json.loads(ok(rapidmq(url, "list", "operator-policies", "--format", "json")))
+        assert listed == [
+            {
+                "vhost": "/",
+                "name": "cli-cap",
+                "pattern": "^cli-pol-",
+                "apply-to": "queues",
+                "definition": {"max-length": 1},
+                "priority": 0,
+            }
+        ]
+        shown = queue_info(api, "cli-pol-q")
+        assert (shown["policy"], shown["operator_policy"]) == ("cli-limit", "cli-cap")
+        refused = failed(rapidmq(url, "set", "policy", "bad", "(", '{"max-length": 1}'))
+        assert refused == (
+            "rapidmq: refused: Validation failed pattern should be regular expression but is "
+            'invalid: {"missing )",1}'
+        )
+    finally:
+        ok(rapidmq(url, "clear", "policy", "cli-limit"))
+        ok(rapidmq(url, "clear", "operator-policy", "cli-cap"))
+        api.delete("/api/queues/%2F/cli-pol-q")
+    assert rows(ok(rapidmq(url, "list", "policies"))) == [
+        ["vhost", "name", "pattern", "apply-to", "priority", "definition"]
+    ]
+    missing = failed(rapidmq(url, "clear", "policy", "cli-limit", "--vhost", "/"))
+    assert missing == "rapidmq: policy 'cli-limit' in vhost '/' not found"
+
+
 def test_unreachable_broker_is_one_line(url: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -21,6 +21,8 @@ ADMIN_COMMANDS = (
     "declare",
     "delete",
     "purge",
+    "set",
+    "clear",
     "publish",
     "get",
     "close",
@@ -94,6 +96,8 @@ def test_every_list_kind_has_default_columns() -> None:
         "users",
         "vhosts",
         "permissions",
+        "policies",
+        "operator-policies",
     }
     assert LISTS["queues"].columns[:2] == ("vhost", "name")
     assert all(spec.columns for spec in LISTS.values())
@@ -181,6 +185,30 @@ def test_declare_and_binding_arguments_are_parsed() -> None:
     assert (args.queue, args.count, args.requeue) == ("q", 3, True)
 
 
+def test_set_policy_takes_name_pattern_definition_priority_and_apply_to() -> None:
+    parser = build_parser()
+    options = ["--priority", "3", "--apply-to", "quorum_queues", "--vhost", "/prod"]
+    args = parser.parse_args(["set", "policy", "limits", "^orders", '{"max-length": 5}', *options])
+    assert (args.name, args.pattern, args.definition, args.priority, args.apply_to) == (
+        "limits",
+        "^orders",
+        {"max-length": 5},
+        3,
+        "quorum_queues",
+    )
+    assert args.vhost == "/prod"
+    args = parser.parse_args(["set", "operator-policy", "cap", ".*", '{"max-length": 1}'])
+    assert (args.priority, args.apply_to) == (0, "all")
+    assert parser.parse_args(["clear", "operator-policy", "cap"]).name == "cap"
+
+
+def test_a_policy_definition_must_be_a_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["set", "policy", "p", ".*", "[1]"]) == 2
+    assert main(["set", "policy", "p", ".*", '{"max-length": 1}', "--apply-to", "bad"]) == 2
+    errors = capsys.readouterr().err
+    assert "must be a JSON object" in errors and "invalid choice: 'bad'" in errors
+
+
 def test_usage_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     cases = [
         ["lsit"],
@@ -237,6 +265,10 @@ def test_help_lists_every_command_with_a_description(capsys: pytest.CaptureFixtu
         ["delete", "exchange"],
         ["delete", "binding"],
         ["purge", "queue"],
+        ["set", "policy"],
+        ["set", "operator-policy"],
+        ["clear", "policy"],
+        ["clear", "operator-policy"],
         ["publish"],
         ["get"],
         ["close", "connection"],

@@ -254,7 +254,19 @@ async def test_a_rabbitmq_export_imports_and_its_users_log_in_with_their_passwor
     await client.aclose()
     messages = [r.getMessage() for r in caplog.records if r.name == "rapidmq.admin"]
     assert any("imported by guest" in m and "3 users" in m for m in messages), messages
-    assert any("policies ttl-policy" in m for m in messages), messages
+    assert not any("policies ttl-policy" in m for m in messages), messages
+    # The policy is imported and applies to the queues it matches.
+    policy = shop.policies.get("ttl-policy")
+    assert policy is not None and policy.as_json() == {
+        "vhost": "shop",
+        "name": "ttl-policy",
+        "pattern": "^orders\\.",
+        "apply-to": "queues",
+        "definition": {"max-length": 5000},
+        "priority": 1,
+    }
+    applied = shop.policies.of_queue("orders.eu")
+    assert (applied.policy, shop.queues["orders.eu"].settings.max_length) == (policy, 1000)
     # RabbitMQ's vhost-limits parameter is applied, not skipped
     assert admin_server.limits.vhost_limits("shop") == {"max-connections": 100}
     assert shop.max_connections == 100

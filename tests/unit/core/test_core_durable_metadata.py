@@ -68,7 +68,13 @@ def test_fresh_store_gets_the_default_vhost_and_no_predeclared_exchange(
     store: MemoryMetadataStore, clock: FakeClock
 ) -> None:
     broker = Broker(clock=clock, metadata=store)
-    assert broker.restore() == {"vhosts": 0, "exchanges": 0, "queues": 0, "bindings": 0}
+    assert broker.restore() == {
+        "vhosts": 0,
+        "policies": 0,
+        "exchanges": 0,
+        "queues": 0,
+        "bindings": 0,
+    }
     assert records(store) == {
         "vhost": [(("/",), {"name": "/", "description": "Default virtual host", "tags": []})]
     }
@@ -253,7 +259,13 @@ def test_restore_rebuilds_equal_topology_without_writing(
     snapshot = records(store)
 
     after = Broker(clock=clock, wall_clock=lambda: WALL_CLOCK_S, metadata=store)
-    assert after.restore() == {"vhosts": 2, "exchanges": 3, "queues": 3, "bindings": 5}
+    assert after.restore() == {
+        "vhosts": 2,
+        "policies": 0,
+        "exchanges": 3,
+        "queues": 3,
+        "bindings": 5,
+    }
     assert records(store) == snapshot
     assert topology(after) == topology(before)
     assert topology(after, "v2") == topology(before, "v2")
@@ -269,7 +281,13 @@ def test_restore_skips_a_binding_whose_queue_is_gone(
     stored_broker(store, clock)
     store.put("binding", ("/", "amq.direct", "queue", "gone", "k", args_id({})), {"arguments": {}})
     broker = Broker(clock=clock, metadata=store)
-    assert broker.restore() == {"vhosts": 1, "exchanges": 0, "queues": 0, "bindings": 0}
+    assert broker.restore() == {
+        "vhosts": 1,
+        "policies": 0,
+        "exchanges": 0,
+        "queues": 0,
+        "bindings": 0,
+    }
     host = broker.vhost("/")
     assert host is not None and host.exchanges["amq.direct"].bindings_out == {}
 

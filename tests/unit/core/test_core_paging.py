@@ -13,6 +13,7 @@ from core_support import FakeClock, connect, msg
 from rapidmq.core import Broker, Message, Properties
 from rapidmq.core.message_codec import MessageCodec
 from rapidmq.core.persistence import Persistence
+from rapidmq.core.policy import make_policy
 from rapidmq.core.queue import PAGE_IN_BATCH, Queue
 from rapidmq.protocols.amqp091.properties import decode_properties, encode_properties
 from rapidmq.storage import open_stores
@@ -287,3 +288,22 @@ def test_codec_keeps_the_publish_time_and_reads_version_1_records() -> None:
     assert (old.exchange, old.routing_key, old.body, old_published_at) == ("x", "k", b"body", None)
     assert CODEC.decode(CODEC.encode(message)).body == b"body"  # 0: no publish time
     assert CODEC.decode_record(CODEC.encode(message))[1] is None
+
+
+def test_a_policy_queue_mode_lazy_pages_an_existing_queue_and_clearing_it_stops(
+    stores: Stores, clock: FakeClock
+) -> None:
+    broker, persist = new_broker(stores, clock)
+    s = connect(broker).session
+    s.declare_queue("q")
+    for i in range(COUNT):
+        s.publish(msg(body(i), "q"))
+    vhost = broker.vhost("/")
+    assert vhost is not None
+    lazy = {"pattern": "^q$", "definition": {"queue-mode": "lazy"}}
+    vhost.set_policy(make_policy("/", "lazy", lazy, operator=False))
+    assert persist.page_out_lazy() > 0
+    assert queue_of(broker, "q").paged_bytes > 0
+    vhost.clear_policy("lazy")
+    assert persist.lazy == {}
+    assert drain(broker, "q") == [body(i) for i in range(COUNT)]

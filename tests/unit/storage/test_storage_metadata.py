@@ -66,9 +66,9 @@ def test_put_replaces_and_delete_removes(metadata: MetadataStore) -> None:
 
 def test_unknown_kind_is_refused(metadata: MetadataStore) -> None:
     with pytest.raises(ValueError) as info:
-        metadata.put("policy", ("/",), {})
+        metadata.put("shovel", ("/",), {})
 
-    assert str(info.value) == "unknown metadata kind 'policy'"
+    assert str(info.value) == "unknown metadata kind 'shovel'"
 
 
 def test_every_kind_survives_a_reopen(tmp_path: Path) -> None:
