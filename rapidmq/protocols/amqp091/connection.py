@@ -40,10 +40,16 @@ from rapidmq.auth.backends import LoginRequest, LoginResult
 from rapidmq.auth.users import UserStore
 from rapidmq.core.api import ClientInfo
 from rapidmq.core.broker import Broker, CoreConnection
-from rapidmq.core.errors import CoreError, ResourceLimitExceeded
+from rapidmq.core.errors import CoreError
 from rapidmq.logs import client_product, connection_closed, connection_opened
 from rapidmq.protocols.amqp091 import encode
 from rapidmq.protocols.amqp091.channel import Channel, ChannelState
+from rapidmq.protocols.amqp091.channels import (
+    channel_error,
+    channel_method,
+    frame_on_bad_channel,
+    method_ids,
+)
 from rapidmq.protocols.amqp091.constants import PROTOCOL_HEADER
 from rapidmq.protocols.amqp091.errors import REPLY_CODES, FrameError, ProtocolHeaderMismatch
 from rapidmq.protocols.amqp091.events import (
@@ -75,7 +81,6 @@ from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
 __all__ = ["REPLY_CODES", "AMQPConnection", "AMQPSettings"]  # AMQPSettings: see handshake.py
 
 log = logging.getLogger("rapidmq.connection")
-channel_log = logging.getLogger("rapidmq.channel")
 
 #: How long to wait for close-ok after we send connection.close.
 CLOSE_TIMEOUT_S = 3.0
@@ -208,21 +213,21 @@ class AMQPConnection(OutputBuffer):
             if type(event) is PublishReceived:
                 channel = channels.get(event.channel)
                 if channel is None or channel.state is not ChannelState.OPEN:
-                    self._frame_on_bad_channel(event.channel, 60, 40)
+                    frame_on_bad_channel(self, event.channel, 60, 40)
                 else:
                     try:
                         channel.handle_publish(event)
                     except CoreError as err:
-                        self._core_error(channel, err, 60, 40)
+                        channel_error(self, channel, err, 60, 40)
             elif type(event) is AckReceived:
                 channel = channels.get(event.channel)
                 if channel is None or channel.state is not ChannelState.OPEN:
-                    self._frame_on_bad_channel(event.channel, 60, 80)
+                    frame_on_bad_channel(self, event.channel, 60, 80)
                 else:
                     try:
                         channel.handle_ack(event.delivery_tag, event.multiple)
                     except CoreError as err:
-                        self._core_error(channel, err, 60, 80)
+                        channel_error(self, channel, err, 60, 80)
             else:
                 _EVENTS[type(event)](self, event)
             if self._halted:
@@ -352,7 +357,7 @@ class AMQPConnection(OutputBuffer):
 
     def _header(self, _event: ProtocolHeaderReceived) -> None:
         self.state = _State.START
-        self._send(0, start_method(self.settings, self.peer_certificate))
+        self.send(0, start_method(self.settings, self.peer_certificate))
 
     def _start_ok(self, m: spec.Connection.StartOk) -> None:
         self.client_properties = dict(m.client_properties or {})
@@ -378,7 +383,7 @@ class AMQPConnection(OutputBuffer):
         self.login = result
         self.user = result.user.name
         self.state = _State.TUNE
-        self._send(0, tune_method(self.settings))
+        self.send(0, tune_method(self.settings))
 
     def _refuse_login(self, why: str, text: str, user: str) -> None:
         login_refused(self.peer_name, why, self.auth_mechanism, user)
@@ -392,7 +397,7 @@ class AMQPConnection(OutputBuffer):
         try:
             tuned = tune(self.settings, m)
         except Refused as refused:
-            self._connection_error(refused.code, refused.text, 10, 31)
+            self.connection_error(refused.code, refused.text, 10, 31)
             return
         self.frame_max = self.parser.frame_max = tuned.frame_max
         self.channel_max = tuned.channel_max
@@ -406,11 +411,11 @@ class AMQPConnection(OutputBuffer):
         try:
             self.core = open_vhost(self.broker, self.login, vhost, info)
         except Refused as refused:
-            self._connection_error(refused.code, refused.text, 10, 40)
+            self.connection_error(refused.code, refused.text, 10, 40)
             return
         self.vhost = vhost
         self.state = _State.OPEN
-        self._send(0, spec.Connection.OpenOk())
+        self.send(0, spec.Connection.OpenOk())
         self._next_beat = self._clock() + self.heartbeat_s / 2
         self.retime()  # heartbeats are due long before the handshake deadline was
         product = client_product(self.client_properties)
@@ -444,7 +449,7 @@ class AMQPConnection(OutputBuffer):
         self.login = result
         if self.core is not None and self.core.access is not None:
             self.core.access.refresh()
-        self._send(0, spec.Connection.UpdateSecretOk())
+        self.send(0, spec.Connection.UpdateSecretOk())
         log.info(
             "AMQP connection %s: user '%s' updated secret, reason: %s",
             self.peer_name,
@@ -454,7 +459,7 @@ class AMQPConnection(OutputBuffer):
 
     def _secret_refused(self, why: str) -> None:
         log.warning("secret update was refused for user '%s': %s", self.user, why)
-        self._connection_error(530, SECRET_REFUSED_TEXT, 10, 70)
+        self.connection_error(530, SECRET_REFUSED_TEXT, 10, 70)
 
     def _authenticate(self, request: LoginRequest, then: Callable[[LoginResult], None]) -> None:
         """Ask the login chain; hold what follows until ``then`` has the answer."""
@@ -479,69 +484,24 @@ class AMQPConnection(OutputBuffer):
 
     def _method(self, event: MethodReceived) -> None:
         method: Any = event.method
-        channel_id = event.channel
-        if channel_id == 0 or self.state is _State.CLOSING:
+        if event.channel == 0 or self.state is _State.CLOSING:
             handler = _CONNECTION_METHODS[self.state].get(type(method))
             if handler is not None:
                 handler(self, method)
             elif self.state is _State.OPEN:
                 text = "CHANNEL_ERROR - unexpected method in connection state running"
-                self._connection_error(504, text, *_ids(method))
+                self.connection_error(504, text, *method_ids(method))
             elif self.state is not _State.CLOSING:
                 # A handshake the client got wrong is not answered; RabbitMQ just closes.
                 text = f"unexpected method in connection state {_STATE_NAMES[self.state]}"
                 log.warning("closing AMQP connection %s: %s", self.peer_name, text)
                 self._finish("handshake error")
-            return  # closing: everything but close and close-ok is discarded
-        if self.state is not _State.OPEN:
-            self._connection_error(504, "CHANNEL_ERROR - expected 'connection.open'", *_ids(method))
-            return
-        channel = self.channels.get(channel_id)
-        if type(method) is spec.Channel.Open:
-            self._channel_open(channel_id, channel)
-        elif channel is None:
-            self._connection_error(504, "CHANNEL_ERROR - expected 'channel.open'", *_ids(method))
-        elif channel.state is ChannelState.CLOSING:
-            if type(method) is spec.Channel.CloseOk:
-                del self.channels[channel_id]
-            elif type(method) is spec.Channel.Close:
-                self._send(channel_id, spec.Channel.CloseOk())
-            # everything else is discarded until close-ok, as the spec says
-        elif type(method) is spec.Channel.Close:
-            channel.close_session()
-            self.confirms_pending.discard(channel)
-            del self.channels[channel_id]
-            self._send(channel_id, spec.Channel.CloseOk())
-        elif type(method) is not spec.Channel.CloseOk:
-            try:
-                channel.handle_method(method)
-            except CoreError as err:
-                self._core_error(channel, err, *_ids(method))
-
-    def _channel_open(self, channel_id: int, channel: Channel | None) -> None:
-        if channel is not None:
-            self._connection_error(504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10)
-        elif len(self.channels) >= self.channel_max:
-            # RabbitMQ counts open channels against channel_max (a higher channel
-            # number is fine while fewer are open), and says so in this text.
-            self._connection_error(
-                530,
-                f"NOT_ALLOWED - number of channels opened ({len(self.channels)}) has "
-                f"reached the negotiated channel_max ({self.channel_max})",
-                20,
-                10,
-            )
-        elif (limit := self.broker.user_channel_limit(self.user)) is not None:
-            self._connection_error(
-                530,
-                f"NOT_ALLOWED - number of channels opened for user '{self.user}' has "
-                f"reached the maximum allowed user limit of ({limit})",
-                20,
-                10,
-            )
+            # closing: everything but close and close-ok is discarded
+        elif self.state is _State.OPEN:
+            channel_method(self, event.channel, method)
         else:
-            self.channels[channel_id] = Channel(self, channel_id)
-            self._send(channel_id, spec.Channel.OpenOk())
+            text = "CHANNEL_ERROR - expected 'connection.open'"
+            self.connection_error(504, text, *method_ids(method))
 
     def _close(self, _m: spec.Connection.Close) -> None:
         if self.state is not _State.CLOSING:
@@ -555,53 +515,16 @@ class AMQPConnection(OutputBuffer):
 
     # -- errors and the end --------------------------------------------------------------
 
-    def _core_error(self, channel: Channel, err: CoreError, class_id: int, method_id: int) -> None:
-        code, name = REPLY_CODES.get(type(err), (541, "INTERNAL_ERROR"))
-        text = f"{name} - {err.text}"
-        if err.scope == "connection" or code >= 500:
-            if isinstance(err, ResourceLimitExceeded):
-                code, text = 530, f"NOT_ALLOWED - {err.text}"
-            self._connection_error(code, text, class_id, method_id)
-            return
-        channel_log.warning(
-            "channel error on AMQP connection %s (user '%s', vhost '%s'), channel %s: %s",
-            self.peer_name,
-            self.user,
-            self.vhost,
-            channel.id,
-            text,
-            extra={
-                "event": "channel.error",
-                "protocol": "amqp",
-                "user": self.user,
-                "vhost": self.vhost,
-                "client_address": self.peer_name,
-                "channel": channel.id,
-                "reply_code": code,
-                "class_id": class_id,
-                "method_id": method_id,
-            },
-        )
-        channel.flush_confirms()
-        self.confirms_pending.discard(channel)
-        channel.close_session()
-        channel.state = ChannelState.CLOSING
-        method = spec.Channel.Close(
-            reply_code=code, reply_text=text[:255], class_id=class_id, method_id=method_id
-        )
-        self._send(channel.id, method)
+    def send(self, channel_id: int, method: Any) -> None:
+        encode.encode_method(self.out, channel_id, method)
+        self.wake()
 
     def _frame_error(self, err: FrameError) -> None:
         if self.state is not _State.CLOSING:
             log.warning("closing AMQP connection %s: %s", self.peer_name, err.text)
-            self._connection_error(err.reply_code, err.text, err.class_id, err.method_id)
+            self.connection_error(err.reply_code, err.text, err.class_id, err.method_id)
 
-    def _frame_on_bad_channel(self, channel_id: int, class_id: int, method_id: int) -> None:
-        if channel_id in self.channels:
-            return  # a closing channel discards until close-ok
-        self._connection_error(504, "CHANNEL_ERROR - expected 'channel.open'", class_id, method_id)
-
-    def _connection_error(self, code: int, text: str, class_id: int, method_id: int) -> None:
+    def connection_error(self, code: int, text: str, class_id: int, method_id: int) -> None:
         if self.state is _State.CLOSING:
             return  # one connection.close is enough; the rest waits for close-ok
         if self.state in (_State.HEADER, _State.START, _State.LOGGING_IN):
@@ -619,7 +542,7 @@ class AMQPConnection(OutputBuffer):
         self.state = _State.CLOSING
         self._set_flags()
         self._close_deadline = self._clock() + CLOSE_TIMEOUT_S
-        self._send(0, method)
+        self.send(0, method)
         self.retime()  # the close deadline may come before the next heartbeat
 
     def _release(self) -> None:
@@ -649,15 +572,6 @@ class AMQPConnection(OutputBuffer):
         self._halted = self.closed or holding
         # A closing connection must read the client's close-ok, blocked or not.
         self.reading_paused = not ending and (self._publisher_blocked or holding)
-
-    def _send(self, channel_id: int, method: Any) -> None:
-        encode.encode_method(self.out, channel_id, method)
-        self.wake()
-
-
-def _ids(method: Any) -> tuple[int, int]:
-    index: int = method.index
-    return index >> 16, index & 0xFFFF
 
 
 def _ignore(_conn: AMQPConnection, _event: Any) -> None:
