@@ -369,7 +369,7 @@ class AMQPConnection(OutputBuffer):
                 self.settings, self.peer[0], mechanism, raw, peer_certificate=self.peer_certificate
             )
         except Refused as refused:
-            self._refuse_login(refused.log, refused.text, "")
+            self._refuse_login(refused.log, refused.text)
             return
         self._request = request
         self.state = _State.LOGGING_IN
@@ -378,15 +378,15 @@ class AMQPConnection(OutputBuffer):
     def _logged_in(self, result: LoginResult) -> None:
         """The backends' answer to start-ok: connection.tune, or a 403 close."""
         if result.user is None:
-            self._refuse_login(result.reason, refused_text(self.auth_mechanism), "")
+            self._refuse_login(result.reason, refused_text(self.auth_mechanism))
             return
         self.login = result
         self.user = result.user.name
         self.state = _State.TUNE
         self.send(0, tune_method(self.settings))
 
-    def _refuse_login(self, why: str, text: str, user: str) -> None:
-        login_refused(self.peer_name, why, self.auth_mechanism, user)
+    def _refuse_login(self, why: str, text: str) -> None:
+        login_refused(self.peer_name, why, self.auth_mechanism, "")
         # RabbitMQ sends connection.close 403 to clients that can take it, then closes.
         encode.encode_method(
             self.out, 0, spec.Connection.Close(reply_code=403, reply_text=text[:255])
