@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -53,6 +54,17 @@ class DeferredAuthenticator(Authenticator):
         return request
 
 
+_clients: list[Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _sockets_closed() -> Iterator[None]:
+    """Each test's connections end as the transport ends them, so none outlives its test."""
+    yield
+    while _clients:
+        _clients.pop().conn.connection_lost()
+
+
 class Client:
     """One ``AMQPConnection`` spoken to in bytes, whole or one byte at a time."""
 
@@ -77,6 +89,7 @@ class Client:
             Broker(), self.users, settings, (host, 40000), lambda: None, clock=lambda: self.now
         )
         self.conn.retime = self._retime
+        _clients.append(self)
         if certificate is not None:
             self.conn.peer_certificate = certificate
 
