@@ -516,6 +516,7 @@ class AMQPConnection(OutputBuffer):
     # -- errors and the end --------------------------------------------------------------
 
     def send(self, channel_id: int, method: Any) -> None:
+        """Queue one method for the client."""
         encode.encode_method(self.out, channel_id, method)
         self.wake()
 
@@ -525,6 +526,7 @@ class AMQPConnection(OutputBuffer):
             self.connection_error(err.reply_code, err.text, err.class_id, err.method_id)
 
     def connection_error(self, code: int, text: str, class_id: int, method_id: int) -> None:
+        """Close the connection for a protocol or core error, as far as the state allows."""
         if self.state is _State.CLOSING:
             return  # one connection.close is enough; the rest waits for close-ok
         if self.state in (_State.HEADER, _State.START, _State.LOGGING_IN):
@@ -593,7 +595,7 @@ _ON_CLOSE: dict[type[Any], _Handler] = {spec.Connection.Close: AMQPConnection._c
 _CONNECTION_METHODS: dict[_State, dict[type[Any], _Handler]] = {
     _State.HEADER: {},
     _State.START: {spec.Connection.StartOk: AMQPConnection._start_ok, **_ON_CLOSE},
-    _State.LOGGING_IN: _ON_CLOSE,  # only reached once held events are handled
+    _State.LOGGING_IN: {},  # what follows start-ok waits in _held until the login is answered
     _State.TUNE: {spec.Connection.TuneOk: AMQPConnection._tune_ok, **_ON_CLOSE},
     _State.OPEN_WAIT: {spec.Connection.Open: AMQPConnection._open, **_ON_CLOSE},
     _State.OPEN: {
