@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pamqp import commands, frame, header
 from pamqp.base import Frame
 from pamqp.body import ContentBody
@@ -177,6 +179,17 @@ def tune(heartbeat_s: int = 60) -> Sent:
     )
 
 
+START_REPLY: Sent = (
+    0,
+    "Connection.Start",
+    {
+        "version_major": 0,
+        "version_minor": 9,
+        "server_properties": server_properties(AMQPSettings()),
+        "mechanisms": "PLAIN AMQPLAIN",
+        "locales": "en_US",
+    },
+)
 UPDATE_SECRET_OK: Sent = (0, "Connection.UpdateSecretOk", {})
 CHANNEL_OPEN_OK: Sent = (1, "Channel.OpenOk", {"channel_id": "0"})
 
@@ -195,19 +208,7 @@ def bytewise(request: pytest.FixtureRequest) -> bool:
 
 def test_handshake_pipelined_after_start_answers_each_step(bytewise: bool) -> None:
     client = Client(bytewise=bytewise)
-    assert client.send(HEADER) == [
-        (
-            0,
-            "Connection.Start",
-            {
-                "version_major": 0,
-                "version_minor": 9,
-                "server_properties": server_properties(AMQPSettings()),
-                "mechanisms": "PLAIN AMQPLAIN",
-                "locales": "en_US",
-            },
-        )
-    ]
+    assert client.send(HEADER) == [START_REPLY]
     assert client.send(
         start_ok("guest", "guest"),
         commands.Connection.TuneOk(2047, 131072, 60),
@@ -556,16 +557,18 @@ def _not_taken(state: str) -> list[Frame]:
     ids=lambda value: value if isinstance(value, str) else value.name,
 )
 def test_an_unexpected_method_during_the_handshake_closes_unanswered(
-    state: str, method: Frame
+    state: str, method: Frame, bytewise: bool
 ) -> None:
-    client = _client_in(state)
+    client = _client_in(state, bytewise)
     assert client.send(method) == []
     assert client.conn.closed
 
 
 @pytest.mark.parametrize("method", _not_taken("running"), ids=lambda m: m.name)
-def test_an_unexpected_method_on_channel_0_when_open_is_closed_with_504(method: Frame) -> None:
-    client = _client_in("running")
+def test_an_unexpected_method_on_channel_0_when_open_is_closed_with_504(
+    method: Frame, bytewise: bool
+) -> None:
+    client = _client_in("running", bytewise)
     index = method.index
     assert client.send(method) == [
         (
@@ -582,8 +585,8 @@ def test_an_unexpected_method_on_channel_0_when_open_is_closed_with_504(method: 
 
 
 @pytest.mark.parametrize("method", CLIENT_METHODS, ids=lambda m: m.name)
-def test_while_closing_only_close_ok_and_close_count(method: Frame) -> None:
-    client = _client_in("running")
+def test_while_closing_only_close_ok_and_close_count(method: Frame, bytewise: bool) -> None:
+    client = _client_in("running", bytewise)
     client.conn.force_close("CONNECTION_FORCED - test")
     client.received()
     assert client.send(method, (1, method)) == []
@@ -591,8 +594,10 @@ def test_while_closing_only_close_ok_and_close_count(method: Frame) -> None:
 
 
 @pytest.mark.parametrize("state", ["starting", "tuning", "opening", "running"])
-def test_connection_close_is_answered_with_close_ok_in_every_state(state: str) -> None:
-    client = _client_in(state)
+def test_connection_close_is_answered_with_close_ok_in_every_state(
+    state: str, bytewise: bool
+) -> None:
+    client = _client_in(state, bytewise)
     assert client.send(commands.Connection.Close(200, "bye", 0, 0)) == [close_ok()]
     assert client.conn.closed
 
@@ -746,3 +751,56 @@ def test_unknown_mechanism_is_refused_with_its_name() -> None:
     with pytest.raises(LoginRefused) as info:
         check_login(users, AMQPSettings(), "127.0.0.1", "EXTERNAL", b"")
     assert info.value.text == "ACCESS_REFUSED - unsupported authentication mechanism 'EXTERNAL'"
+
+
+# -- any split of the input --------------------------------------------------------------
+
+
+def _session_script() -> bytes:
+    return b"".join(
+        [
+            HEADER,
+            frame.marshal(start_ok("guest", "guest"), 0),
+            frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0),
+            frame.marshal(commands.Connection.Open(virtual_host="/"), 0),
+            frame.marshal(update_secret("guest"), 0),
+            frame.marshal(commands.Channel.Open(), 1),
+            frame.marshal(commands.Queue.Declare(queue="q1"), 1),
+            publish(1, "q1", b"body"),
+            frame.marshal(update_secret("wrong"), 0),
+            frame.marshal(commands.Queue.Declare(queue="q2"), 1),
+        ]
+    )
+
+
+def _replies(chunks: list[bytes], deferred: bool) -> list[Sent]:
+    client = Client(deferred=deferred)
+    out: list[Sent] = []
+    for chunk in chunks:
+        client.feed(chunk)
+        while client.auth is not None and client.auth.waiting:
+            client.auth.answer()
+        out += client.received()
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=300), max_size=40), deferred=st.booleans())
+def test_any_split_of_a_session_gets_the_same_replies(cuts: list[int], deferred: bool) -> None:
+    data = _session_script()
+    chunks, start = [], 0
+    for cut in sorted(set(cuts)):
+        chunks.append(data[start:cut])
+        start = cut
+    chunks.append(data[start:])
+    assert _replies(chunks, deferred) == [
+        START_REPLY,
+        tune(60),
+        (0, "Connection.OpenOk", {"known_hosts": ""}),
+        UPDATE_SECRET_OK,
+        CHANNEL_OPEN_OK,
+        declare_ok("q1"),
+        SECRET_REFUSED,
+    ]
+    while _clients:
+        _clients.pop().conn.connection_lost()
