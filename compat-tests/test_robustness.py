@@ -331,11 +331,10 @@ def test_client_missing_heartbeats_is_disconnected(
 ) -> None:
     conn = raw()
     conn.handshake(heartbeat_s=1)
-    started = time.monotonic()
+    # The server may send heartbeats first; it must give up on the silent peer within
+    # the deadline (the exact timing is tested with a fake clock in the unit tests).
     outcome = conn.wait_closed(timeout_s=6.0)
-    # The server may send heartbeats first; it must give up on the silent peer.
     assert outcome[0] in ("eof", "close"), outcome
-    assert time.monotonic() - started < 6.0
     healthy.check()
 
 

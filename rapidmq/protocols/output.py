@@ -6,6 +6,9 @@ calls the transport's ``wake`` once, and the transport takes everything with one
 :meth:`OutputBuffer.writable` says no, which pauses the core's deliveries to the
 connection until the buffer drains (the connection's ``output_drained``).
 
+The transport may also set :attr:`OutputBuffer.retime`: a connection whose next
+timer deadline moved earlier calls it so that ``handle_timer`` runs again at once.
+
 It also holds who is on the other end, as the transport knows it: the peer's
 address, and the local address and verified TLS certificate, which the
 transport sets after making the connection.
@@ -20,6 +23,10 @@ __all__ = ["OUTPUT_HIGH_WATER", "OutputBuffer"]
 
 #: Above this many buffered output bytes, deliveries to the connection pause.
 OUTPUT_HIGH_WATER = 1 << 20
+
+
+def _no_retime() -> None:
+    """Without a transport (tests drive ``handle_timer`` themselves) nothing needs telling."""
 
 
 class OutputBuffer:
@@ -37,6 +44,8 @@ class OutputBuffer:
         #: The client's verified TLS certificate (``ssl.SSLSocket.getpeercert()``); the
         #: transport sets it on a TLS listener.  None without TLS or without a certificate.
         self.peer_certificate: dict[str, Any] | None = None
+        #: Makes the transport call ``handle_timer`` again now; the transport sets it.
+        self.retime: Callable[[], None] = _no_retime
         self.out = bytearray()
         self.output_paused = False
         self._wake_cb = wake

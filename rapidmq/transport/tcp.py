@@ -16,7 +16,10 @@ connection object) and three tasks in one task group:
   ``send``.  Coalescing frames this way is what lets a Python broker move
   hundreds of thousands of messages a second (ARCHITECTURE.md §3);
 * the **timer** calls ``handler.handle_timer(now)`` when the handler asks to be
-  called again (heartbeats, handshake and close timeouts).
+  called again (heartbeats, handshake and close timeouts).  A handler whose next
+  deadline moved earlier than the one it last returned (a handshake finished, a
+  close began) calls its ``retime`` callable, and the timer asks it again at
+  once, so no handler has to poll.
 
 When the handler sets ``closed`` the writer flushes what is left and closes the
 socket.  This module is the only one in the broker that touches sockets.
@@ -84,7 +87,9 @@ class ConnectionHandler(Protocol):
     read with ``getattr`` once per received chunk, never per message.  A handler
     with a ``local_address`` attribute is given the socket's local address, and
     one with a ``peer_certificate`` attribute the client's verified certificate
-    on a TLS listener (``ssl.SSLSocket.getpeercert()``; None without one).
+    on a TLS listener (``ssl.SSLSocket.getpeercert()``; None without one).  One
+    with a ``retime`` attribute is given a callable that makes the timer call
+    ``handle_timer`` again at once.
     """
 
     closed: bool
@@ -367,7 +372,10 @@ class SocketConnection:
         self.sent_bytes = 0
         self._wake_event = anyio.Event()
         self._drained_event = anyio.Event()
+        self._retime_event = anyio.Event()
         self.handler = factory(peer, self._wake)
+        if hasattr(self.handler, "retime"):
+            self.handler.retime = self._retime
         if hasattr(self.handler, "local_address"):
             self.handler.local_address = self.local
         if tls is not None and hasattr(self.handler, "peer_certificate"):
@@ -375,6 +383,9 @@ class SocketConnection:
 
     def _wake(self) -> None:
         self._wake_event.set()
+
+    def _retime(self) -> None:
+        self._retime_event.set()
 
     def shutdown(self) -> None:
         self.handler.shutdown()
@@ -483,7 +494,10 @@ class SocketConnection:
     async def _timer(self) -> None:
         handler = self.handler
         while True:
+            # A fresh event before asking, so a retime during handle_timer is not lost.
+            self._retime_event = event = anyio.Event()
             delay = handler.handle_timer(time.monotonic())
             if handler.closed:
                 self._wake_event.set()
-            await anyio.sleep(delay)
+            with anyio.move_on_after(delay):
+                await event.wait()

@@ -83,6 +83,10 @@ class _State(Enum):
     CLOSED = "closed"
 
 
+def _no_retime() -> None:
+    """Until the transport sets ``retime``, there is no timer to tell."""
+
+
 def encode_binary_frame(out: bytearray, payload: bytes) -> None:
     """Append one final, unmasked binary frame (RFC 6455 §5.2) holding ``payload``."""
     n = len(payload)
@@ -138,6 +142,9 @@ class WebSocketHandler:
         #: The client's verified TLS certificate (``ssl.SSLSocket.getpeercert()``); the
         #: transport sets it on a TLS listener.  None without TLS or without a certificate.
         self.peer_certificate: dict[str, Any] | None = None
+        #: Makes the transport call ``handle_timer`` again now; the transport sets it and
+        #: the inner handler gets it.
+        self.retime: Callable[[], None] = _no_retime
         self.path = path
         self.subprotocols = subprotocols
         self.handshake_timeout_s = handshake_timeout_s
@@ -312,6 +319,8 @@ class WebSocketHandler:
             self.inner.local_address = self.local_address
         if hasattr(self.inner, "peer_certificate"):
             self.inner.peer_certificate = self.peer_certificate
+        if hasattr(self.inner, "retime"):
+            self.inner.retime = self.retime
         self._ws = Connection(ConnectionType.SERVER)
         if trailing:
             self._ws.receive_data(bytes(trailing))

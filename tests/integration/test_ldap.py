@@ -190,6 +190,35 @@ async def test_wrong_password_is_refused_by_every_protocol(ldap_server: Server) 
     assert response.json() == {"error": "not_authorized", "reason": "Login failed"}
 
 
+def pika_update_secret(server: Server, user: str, password: str, secret: str) -> str:
+    """Log in, update the secret, then use the connection: "ok", or the broker's refusal."""
+    conn = pika_open(server, user, password)
+    try:
+        conn.update_secret(secret, "rotation")
+        ch = conn.channel()
+        queue = ch.queue_declare("", exclusive=True).method.queue
+        ch.basic_publish("", queue, b"m")
+        _method, _props, body = ch.basic_get(queue, auto_ack=True)
+        assert body == b"m"
+    except pika.exceptions.ConnectionClosedByBroker as err:
+        return f"{err.reply_code} {err.reply_text}"
+    conn.close()
+    return "ok"
+
+
+async def test_update_secret_is_checked_by_the_directory(ldap_server: Server) -> None:
+    assert (
+        await anyio.to_thread.run_sync(pika_update_secret, ldap_server, "bob", "bob-pw", "bob-pw")
+        == "ok"
+    )
+    assert (
+        await anyio.to_thread.run_sync(
+            pika_update_secret, ldap_server, "bob", "bob-pw", "not-bob-pw"
+        )
+        == "530 NOT_ALLOWED - New secret was refused by one of the backends"
+    )
+
+
 async def test_an_empty_password_is_refused_without_any_bind(
     ldap_server: Server, slapd: Slapd
 ) -> None:

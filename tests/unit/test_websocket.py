@@ -46,6 +46,7 @@ class Echo:
         self.drained = 0
         self.timer_calls: list[float] = []
         self.close_after_echo = False
+        self.retime: Callable[[], None] = lambda: None  # the transport's, once upgraded
 
     def data_received(self, data: bytes) -> None:
         self.received.append(data)
@@ -255,6 +256,15 @@ def test_the_handshake_times_out_and_closes_without_a_reply() -> None:
     assert h.handler.handle_timer(109.9) == pytest.approx(0.1)
     assert h.handler.handle_timer(110.0) == 3600.0
     assert (h.handler.closed, h.handler.data_to_send()) == (True, b"")
+
+
+def test_the_inner_handler_gets_the_transports_retime() -> None:
+    h = Harness()
+    retimed: list[str] = []
+    h.handler.retime = lambda: retimed.append("retime")  # as the transport sets it
+    h.feed(_request())
+    h.inner.retime()
+    assert retimed == ["retime"]
 
 
 # -- open connection -----------------------------------------------------------------------

@@ -102,6 +102,7 @@ class Channel:
         self._confirm_waits: deque[tuple[int, int, bool]] = deque()
         self._tx_batch = 0  # the latest store batch of the open transaction
         self._tx_waits: deque[int] = deque()  # store batches of commits awaiting commit-ok
+        assert conn.core is not None  # channels open only on an open connection
         self.session: Session = conn.core.open_session(self)
 
     @property

@@ -2,22 +2,28 @@
 
 Theory of operation
 -------------------
-Bytes go in through :meth:`AMQPConnection.data_received`, frames to send pile up
-in :attr:`AMQPConnection.out` (one ``bytearray`` per connection, flushed by the
-transport once per loop turn), and time comes in through
-:meth:`AMQPConnection.handle_timer`.  The transport learns that there is output
-through the ``wake`` callback and that the socket must be closed through
-:attr:`AMQPConnection.closed`.
+Bytes go in through :meth:`AMQPConnection.data_received` and are parsed into
+events; frames to send pile up in :attr:`AMQPConnection.out`, which the
+transport flushes once per loop turn after ``wake``.  Time comes in through
+:meth:`AMQPConnection.handle_timer`, which returns the next deadline; a
+connection whose deadline moves earlier calls ``retime``.  ``closed`` tells
+the transport to close the socket once ``out`` is flushed.
 
-The connection walks the handshake with a table of states::
+The connection walks these states; :data:`_CONNECTION_METHODS` says which
+channel-0 method each one takes, and any other is a protocol error::
 
-    HEADER --protocol header--> START --start-ok--> TUNE --tune-ok--> OPEN_WAIT
-    OPEN_WAIT --connection.open--> OPEN --close / error--> CLOSING --close-ok--> closed
+    HEADER --header--> START --start-ok--> LOGGING_IN --login accepted--> TUNE
+    TUNE --tune-ok--> OPEN_WAIT --open--> OPEN --close / error--> CLOSING --close-ok--> closed
 
-A method that the table does not expect in a state is a protocol error.  Once
-open, channel methods go to :class:`~rapidmq.protocols.amqp091.channel.Channel`.
-Core errors are turned into ``channel.close`` or ``connection.close`` by their
-scope with the one table :data:`REPLY_CODES`.
+What each step sends and whom it lets in is decided in ``handshake.py``.  Once
+open, channel methods go to :class:`~rapidmq.protocols.amqp091.channel.Channel`,
+and core errors become ``channel.close`` or ``connection.close`` by their scope.
+
+Logins may be decided later (LDAP answers from a worker thread).  While the
+login of a start-ok or an update-secret is in flight, the events that follow
+it are held, in order, and the transport stops reading; the answer handles
+them.  So nothing a client pipelines is lost or reordered, and holding costs
+at most one read.
 """
 
 from __future__ import annotations
@@ -25,32 +31,27 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pamqp import commands as spec
 
-from rapidmq.auth.backends import Authenticator, LoginResult
+from rapidmq.auth.backends import LoginRequest, LoginResult
 from rapidmq.auth.users import UserStore
 from rapidmq.core.api import ClientInfo
 from rapidmq.core.broker import Broker, CoreConnection
-from rapidmq.core.errors import (
-    AccessRefused,
-    CommandInvalid,
-    CoreError,
-    NotAllowed,
-    NotFound,
-    NotImplementedFeature,
-    PreconditionFailed,
-    ResourceLimitExceeded,
-    ResourceLocked,
-    StorageFailed,
-)
+from rapidmq.core.errors import CoreError
 from rapidmq.logs import client_product, connection_closed, connection_opened
 from rapidmq.protocols.amqp091 import encode
 from rapidmq.protocols.amqp091.channel import Channel, ChannelState
+from rapidmq.protocols.amqp091.channels import (
+    channel_error,
+    channel_method,
+    frame_on_bad_channel,
+    method_ids,
+)
 from rapidmq.protocols.amqp091.constants import PROTOCOL_HEADER
-from rapidmq.protocols.amqp091.errors import FrameError, ProtocolHeaderMismatch
+from rapidmq.protocols.amqp091.errors import REPLY_CODES, FrameError, ProtocolHeaderMismatch
 from rapidmq.protocols.amqp091.events import (
     AckReceived,
     Event,
@@ -62,37 +63,31 @@ from rapidmq.protocols.amqp091.events import (
 from rapidmq.protocols.amqp091.frames import FrameParser
 from rapidmq.protocols.amqp091.handshake import (
     FRAME_MIN_SIZE,
+    SECRET_REFUSED_TEXT,
     AMQPSettings,
-    LoginRefused,
-    check_tune,
+    Refused,
+    authenticator_for,
+    login_refused,
     login_request,
-    offered_mechanisms,
+    open_vhost,
     refused_text,
-    server_properties,
+    secret_request,
+    start_method,
+    tune,
+    tune_method,
 )
 from rapidmq.protocols.output import OUTPUT_HIGH_WATER, OutputBuffer
 
 __all__ = ["REPLY_CODES", "AMQPConnection", "AMQPSettings"]  # AMQPSettings: see handshake.py
 
 log = logging.getLogger("rapidmq.connection")
-auth_log = logging.getLogger("rapidmq.auth")
-channel_log = logging.getLogger("rapidmq.channel")
-
-#: Core error -> (reply code, reply name), the one translation table of this front end.
-REPLY_CODES: dict[type[CoreError], tuple[int, str]] = {
-    AccessRefused: (403, "ACCESS_REFUSED"),
-    NotFound: (404, "NOT_FOUND"),
-    ResourceLocked: (405, "RESOURCE_LOCKED"),
-    PreconditionFailed: (406, "PRECONDITION_FAILED"),
-    ResourceLimitExceeded: (406, "PRECONDITION_FAILED"),
-    NotAllowed: (530, "NOT_ALLOWED"),
-    CommandInvalid: (503, "COMMAND_INVALID"),
-    NotImplementedFeature: (540, "NOT_IMPLEMENTED"),
-    StorageFailed: (541, "INTERNAL_ERROR"),
-}
 
 #: How long to wait for close-ok after we send connection.close.
 CLOSE_TIMEOUT_S = 3.0
+#: What handle_timer returns when no deadline is pending.
+IDLE_S = 3600.0
+
+_Held = Event | FrameError  # a frame error after held events waits its turn too
 
 
 class _State(enum.Enum):
@@ -103,6 +98,16 @@ class _State(enum.Enum):
     OPEN_WAIT = "awaiting connection.open"
     OPEN = "open"
     CLOSING = "closing"
+
+
+# RabbitMQ's names for the reader states, used in its reply texts.
+_STATE_NAMES = {
+    _State.START: "starting",
+    _State.LOGGING_IN: "starting",
+    _State.TUNE: "tuning",
+    _State.OPEN_WAIT: "opening",
+    _State.OPEN: "running",
+}
 
 
 class AMQPConnection(OutputBuffer):
@@ -136,13 +141,19 @@ class AMQPConnection(OutputBuffer):
         self.client_properties: dict[str, Any] = {}
         self.auth_mechanism = ""  # the SASL mechanism the client logged in with
         self.login: LoginResult | None = None  # the accepted login (vhost restrictions)
-        self.core: CoreConnection = None  # type: ignore[assignment]  # set on connection.open
-        self.blocked = False
+        self.core: CoreConnection | None = None  # set on connection.open
+        self.blocked = False  # the client was told connection.blocked
         self.reading_paused = False  # the transport stops reading while this is true
         self._alarms: tuple[str, ...] = ()
+        self._publisher_blocked = False  # an alarm stopped reading this publisher
+        self._request: LoginRequest | None = None  # what start-ok logged in with
+        self._checking: object | None = None  # the login in flight, if any
+        self._held: list[_Held] | None = None  # events after it, while it is in flight
+        self._halted = False  # closed or holding: stop handling events
         now = clock()
         self._created = now
         self._last_recv = now
+        self._next_beat = 0.0
         self._sent_since_tick = False
         self._close_deadline = 0.0
 
@@ -171,6 +182,7 @@ class AMQPConnection(OutputBuffer):
         if self.closed:
             return
         self._last_recv = self._clock()
+        events: Sequence[_Held]
         try:
             events = self.parser.receive_data(data)
         except ProtocolHeaderMismatch:
@@ -179,49 +191,48 @@ class AMQPConnection(OutputBuffer):
             return
         except FrameError as err:
             # Events parsed before the bad frame are handled, then the connection ends.
-            log.warning("closing AMQP connection %s: %s", self.peer_name, err.text)
-            self._handle_events(err.events)
-            if not self.closed and self.state is not _State.CLOSING:
-                self._connection_error(err.reply_code, err.text, err.class_id, err.method_id)
+            events = [*err.events, err]
+        if self._held is not None:
+            self._held.extend(events)
             return
         self._handle_events(events)
         # Only during an alarm: a connection is blocked when it publishes.
         if (
             self._alarms
-            and not self.reading_paused
+            and not self._publisher_blocked
             and any(type(event) is PublishReceived for event in events)
         ):
             self._block_publisher()
 
-    def _handle_events(self, events: list[Event]) -> None:
+    def _handle_events(self, events: Iterable[_Held]) -> None:
         channels = self.channels
-        for event in events:
-            kind = type(event)
-            if kind is PublishReceived:
-                channel = channels.get(event.channel)  # type: ignore[union-attr]
+        pending = iter(events)
+        for event in pending:
+            # Publish and ack are the hot path: tested inline, as a table lookup and call
+            # per event measured 2.5 times slower; the rest go through a table.
+            if type(event) is PublishReceived:
+                channel = channels.get(event.channel)
                 if channel is None or channel.state is not ChannelState.OPEN:
-                    self._frame_on_bad_channel(event.channel, 60, 40)  # type: ignore[union-attr]
+                    frame_on_bad_channel(self, event.channel, 60, 40)
                 else:
                     try:
-                        channel.handle_publish(event)  # type: ignore[arg-type]
+                        channel.handle_publish(event)
                     except CoreError as err:
-                        self._core_error(channel, err, 60, 40)
-            elif kind is AckReceived:
-                channel = channels.get(event.channel)  # type: ignore[union-attr]
+                        channel_error(self, channel, err, 60, 40)
+            elif type(event) is AckReceived:
+                channel = channels.get(event.channel)
                 if channel is None or channel.state is not ChannelState.OPEN:
-                    self._frame_on_bad_channel(event.channel, 60, 80)  # type: ignore[union-attr]
+                    frame_on_bad_channel(self, event.channel, 60, 80)
                 else:
                     try:
-                        channel.handle_ack(event.delivery_tag, event.multiple)  # type: ignore[union-attr]
+                        channel.handle_ack(event.delivery_tag, event.multiple)
                     except CoreError as err:
-                        self._core_error(channel, err, 60, 80)
-            elif kind is MethodReceived:
-                self._method(event.channel, event.method)  # type: ignore[union-attr]
-            elif kind is ProtocolHeaderReceived:
-                self._send_start()
-            elif kind is HeartbeatReceived:
-                pass
-            if self.closed or self.state is _State.CLOSING:
+                        channel_error(self, channel, err, 60, 80)
+            else:
+                _EVENTS[type(event)](self, event)
+            if self._halted:
+                if self._held is not None:
+                    self._held.extend(pending)
                 break
         if self.confirms_pending:
             for channel in self.confirms_pending:
@@ -229,13 +240,14 @@ class AMQPConnection(OutputBuffer):
             self.confirms_pending.clear()
 
     def handle_timer(self, now: float) -> float:
-        """Enforce timeouts and send heartbeats. Returns seconds until the next call."""
+        """Enforce timeouts and send heartbeats. Returns seconds until the next deadline."""
         if self.closed:
-            return 3600.0
+            return IDLE_S
         if self.state is _State.CLOSING:
             if now >= self._close_deadline:
                 self._finish("close-ok not received")
-            return max(0.05, self._close_deadline - now)
+                return IDLE_S
+            return self._close_deadline - now
         if self.state is not _State.OPEN:
             deadline = self._created + self.settings.handshake_timeout_s
             if now >= deadline:
@@ -245,27 +257,27 @@ class AMQPConnection(OutputBuffer):
                     self.settings.handshake_timeout_s,
                 )
                 self._finish("handshake timeout")
-                return 3600.0
-            # Poll briefly during the handshake so heartbeats start as soon as it ends.
-            return min(deadline - now, 0.25)
+                return IDLE_S
+            return deadline - now
         hb = self.heartbeat_s
         if not hb:
-            return 3600.0
+            return IDLE_S
         if self.reading_paused:
-            self._last_recv = now  # as in RabbitMQ, a blocked client's heartbeats are not due
-        if now - self._last_recv > 2 * hb:
-            connection_closed(
-                self,
-                f"missed heartbeats from client, timeout: {hb}s",
-                level=logging.WARNING,
-            )
+            self._last_recv = now  # as in RabbitMQ, an unread client's heartbeats are not due
+        silent_until = self._last_recv + 2 * hb
+        if now >= silent_until:
+            reason = f"missed heartbeats from client, timeout: {hb}s"
+            connection_closed(self, reason, level=logging.WARNING)
             self._finish("missed heartbeats")
-            return 3600.0
-        if not self._sent_since_tick and not self.out:
-            encode.encode_heartbeat(self.out)
-            self.wake()
-        self._sent_since_tick = False
-        return hb / 2
+            return IDLE_S
+        if now >= self._next_beat:
+            # As RabbitMQ's heartbeat sender: every hb/2, a heartbeat if nothing else went.
+            if not self._sent_since_tick and not self.out:
+                encode.encode_heartbeat(self.out)
+                self.wake()
+            self._sent_since_tick = False
+            self._next_beat = now + hb / 2
+        return min(self._next_beat, silent_until) - now
 
     def connection_lost(self) -> None:
         """The socket is gone: release everything held in the core."""
@@ -273,6 +285,7 @@ class AMQPConnection(OutputBuffer):
             connection_closed(self, "client unexpectedly closed TCP connection")
         self._release()
         self.closed = True
+        self._set_flags()
 
     def shutdown(self, reason: str = "shutdown") -> None:
         """The broker is stopping: close with 320 CONNECTION_FORCED."""
@@ -284,7 +297,6 @@ class AMQPConnection(OutputBuffer):
         """Close with 320 CONNECTION_FORCED and ``text`` (e.g. from the management API)."""
         if self.closed:
             return
-        self.reading_paused = False  # a blocked publisher's close-ok must be read
         if self.state is _State.OPEN:
             self._send_connection_close(320, text, 0, 0)
         elif self.state is not _State.CLOSING:
@@ -313,24 +325,25 @@ class AMQPConnection(OutputBuffer):
         """
         self._alarms = alarms
         if alarms:
-            if not self.reading_paused and any(
+            if not self._publisher_blocked and any(
                 ch.session.published for ch in self.channels.values()
             ):
                 self._block_publisher()
-        elif self.reading_paused:
-            self.reading_paused = False
+        elif self._publisher_blocked:
+            self._publisher_blocked = False
+            self._set_flags()
             self.set_blocked(False)
             self.wake()  # the transport's reader looks at reading_paused again
 
     def _block_publisher(self) -> None:
-        self.reading_paused = True
-        reason = " and ".join(f"low on {name}" for name in self._alarms)
-        self.set_blocked(True, reason)
+        self._publisher_blocked = True
+        self._set_flags()
+        self.set_blocked(True, " and ".join(f"low on {name}" for name in self._alarms))
 
     def statistics(self) -> dict[str, Any]:
         return {
             "peer": self.peer_name,
-            "blocked": self.reading_paused,
+            "blocked": self._publisher_blocked,
             "user": self.user,
             "vhost": self.vhost,
             "state": self.state.value,
@@ -342,81 +355,38 @@ class AMQPConnection(OutputBuffer):
 
     # -- handshake -----------------------------------------------------------------------
 
-    def _send_start(self) -> None:
+    def _header(self, _event: ProtocolHeaderReceived) -> None:
         self.state = _State.START
-        method = spec.Connection.Start(
-            server_properties=server_properties(self.settings),
-            mechanisms=" ".join(
-                offered_mechanisms(self.settings, getattr(self, "peer_certificate", None))
-            ),
-            locales="en_US",
-        )
-        encode.encode_method(self.out, 0, method)
-        self.wake()
+        self.send(0, start_method(self.settings, self.peer_certificate))
 
     def _start_ok(self, m: spec.Connection.StartOk) -> None:
         self.client_properties = dict(m.client_properties or {})
         response = m.response
         raw = response.encode("latin-1") if isinstance(response, str) else bytes(response)
-        mechanism = str(m.mechanism)
+        mechanism = self.auth_mechanism = str(m.mechanism)
         try:
             request = login_request(
-                self.settings,
-                self.peer[0],
-                mechanism,
-                raw,
-                peer_certificate=getattr(self, "peer_certificate", None),
+                self.settings, self.peer[0], mechanism, raw, peer_certificate=self.peer_certificate
             )
-        except LoginRefused as refused:
-            self._login_refused(refused.log, refused.text, mechanism, "")
+        except Refused as refused:
+            self._refuse_login(refused.log, refused.text)
             return
-        authenticator = self.settings.authenticator
-        if authenticator is None:
-            authenticator = Authenticator.internal(
-                self.users, loopback_users=self.settings.loopback_users
-            )
-        self.auth_mechanism = mechanism
-        # The backends may answer later (LDAP runs in a worker thread); the client
-        # waits for connection.tune meanwhile, so nothing else can arrive.
+        self._request = request
         self.state = _State.LOGGING_IN
-        authenticator.login(request, self._login_done)
+        self._authenticate(request, self._logged_in)
 
-    def _login_refused(self, why: str, text: str, mechanism: str, user: str) -> None:
-        auth_log.warning(
-            "AMQP login refused from %s: %s",
-            self.peer_name,
-            why,
-            extra={
-                "event": "auth.refused",
-                "protocol": "amqp",
-                "client_address": self.peer_name,
-                "mechanism": mechanism,
-                "user": user,
-            },
-        )
-        self._refuse_login(text)
-
-    def _login_done(self, result: LoginResult) -> None:
+    def _logged_in(self, result: LoginResult) -> None:
         """The backends' answer to start-ok: connection.tune, or a 403 close."""
-        if self.closed or self.state is not _State.LOGGING_IN:
-            return  # the client left, or the handshake timed out, meanwhile
-        user = result.user
-        if user is None:
-            mechanism = self.auth_mechanism
-            self._login_refused(result.reason, refused_text(mechanism), mechanism, "")
+        if result.user is None:
+            self._refuse_login(result.reason, refused_text(self.auth_mechanism))
             return
         self.login = result
-        self.user = user.name
+        self.user = result.user.name
         self.state = _State.TUNE
-        tune = spec.Connection.Tune(
-            channel_max=self.settings.channel_max,
-            frame_max=self.settings.frame_max,
-            heartbeat=self.settings.heartbeat_s,
-        )
-        encode.encode_method(self.out, 0, tune)
-        self.wake()
+        self.send(0, tune_method(self.settings))
 
-    def _refuse_login(self, text: str) -> None:
+    def _refuse_login(self, why: str, text: str) -> None:
+        login_refused(self.peer_name, why, self.auth_mechanism, "")
         # RabbitMQ sends connection.close 403 to clients that can take it, then closes.
         encode.encode_method(
             self.out, 0, spec.Connection.Close(reply_code=403, reply_text=text[:255])
@@ -424,223 +394,141 @@ class AMQPConnection(OutputBuffer):
         self._finish("login refused")
 
     def _tune_ok(self, m: spec.Connection.TuneOk) -> None:
-        frame_max = m.frame_max
-        problem = check_tune(self.settings, frame_max)
-        if problem is not None:
-            self._connection_error(530, problem, 10, 31)
+        try:
+            tuned = tune(self.settings, m)
+        except Refused as refused:
+            self.connection_error(refused.code, refused.text, 10, 31)
             return
-        self.frame_max = frame_max
-        self.parser.frame_max = frame_max
-        channel_max = m.channel_max or self.settings.channel_max
-        self.channel_max = min(channel_max, self.settings.channel_max or 65535)
-        self.heartbeat_s = m.heartbeat
+        self.frame_max = self.parser.frame_max = tuned.frame_max
+        self.channel_max = tuned.channel_max
+        self.heartbeat_s = tuned.heartbeat_s
         self.state = _State.OPEN_WAIT
 
     def _open(self, m: spec.Connection.Open) -> None:
         vhost = m.virtual_host or "/"
-        if self.login is not None and not self.login.may_open(vhost):
-            # An LDAP vhost group the user is not in (RabbitMQ's text for a refused vhost).
-            text = f"NOT_ALLOWED - access to vhost '{vhost}' refused for user '{self.user}'"
-            auth_log.warning(
-                "refusing AMQP connection %s (user '%s', vhost '%s'): not in its LDAP group",
-                self.peer_name,
-                self.user,
-                vhost,
-                extra={"event": "connection.refused", "protocol": "amqp", "user": self.user},
-            )
-            self._connection_error(530, text, 10, 40)
-            return
-        info = ClientInfo(
-            protocol="amqp091",
-            peer=self.peer_name,
-            name=str(self.client_properties.get("connection_name", "")),
-            user=self.user,
-        )
+        name = str(self.client_properties.get("connection_name", ""))
+        info = ClientInfo(protocol="amqp091", peer=self.peer_name, name=name, user=self.user)
         try:
-            self.core = self.broker.connect(vhost, info)
-        except CoreError as err:
-            code, name = REPLY_CODES.get(type(err), (530, "NOT_ALLOWED"))
-            (auth_log if isinstance(err, AccessRefused) else log).warning(
-                "refusing AMQP connection %s (user '%s', vhost '%s'): %s",
-                self.peer_name,
-                self.user,
-                vhost,
-                err.text,
-                extra={
-                    "event": "connection.refused",
-                    "protocol": "amqp",
-                    "user": self.user,
-                    "vhost": vhost,
-                    "client_address": self.peer_name,
-                },
-            )
-            self._connection_error(code, f"{name} - {err.text}", 10, 40)
+            self.core = open_vhost(self.broker, self.login, vhost, info)
+        except Refused as refused:
+            self.connection_error(refused.code, refused.text, 10, 40)
             return
         self.vhost = vhost
         self.state = _State.OPEN
-        encode.encode_method(self.out, 0, spec.Connection.OpenOk())
-        self.wake()
+        self.send(0, spec.Connection.OpenOk())
+        self._next_beat = self._clock() + self.heartbeat_s / 2
+        self.retime()  # heartbeats are due long before the handshake deadline was
+        product = client_product(self.client_properties)
         connection_opened(
             self,
             protocol="AMQP",
             client_address=self.peer_name,
             user=self.user,
             vhost=vhost,
-            product=client_product(self.client_properties),
-            connection_name=info.name,
+            product=product,
+            connection_name=name,
         )
+
+    def _update_secret(self, m: spec.Connection.UpdateSecret) -> None:
+        assert self._request is not None  # open, so start-ok logged in
+        reason = str(m.reason)
+        try:
+            request = secret_request(self._request, m.new_secret or "")
+        except Refused as refused:
+            self._secret_refused(refused.log)
+            return
+        self._authenticate(request, lambda result: self._secret_checked(result, reason))
+
+    def _secret_checked(self, result: LoginResult, reason: str) -> None:
+        """The backends' answer to update-secret: update-secret-ok, or a 530 close."""
+        if result.user is None:
+            self._secret_refused(result.reason)
+            return
+        # Re-authenticated, as RabbitMQ does: the login as the backends see it now, and
+        # the user's grants re-read rather than trusted from before.
+        self.login = result
+        if self.core is not None and self.core.access is not None:
+            self.core.access.refresh()
+        self.send(0, spec.Connection.UpdateSecretOk())
+        log.info(
+            "AMQP connection %s: user '%s' updated secret, reason: %s",
+            self.peer_name,
+            self.user,
+            reason,
+        )
+
+    def _secret_refused(self, why: str) -> None:
+        log.warning("secret update was refused for user '%s': %s", self.user, why)
+        self.connection_error(530, SECRET_REFUSED_TEXT, 10, 70)
+
+    def _authenticate(self, request: LoginRequest, then: Callable[[LoginResult], None]) -> None:
+        """Ask the login chain; hold what follows until ``then`` has the answer."""
+        self._checking = check = object()
+        self._held = []
+        self._set_flags()
+
+        def done(result: LoginResult) -> None:
+            if self._checking is not check:
+                return  # the connection closed or began closing meanwhile
+            held = self._held or []
+            self._checking = self._held = None
+            self._set_flags()
+            then(result)
+            if held and not self._halted:
+                self._handle_events(held)
+            self.wake()  # the transport's reader looks at reading_paused again
+
+        authenticator_for(self.settings, self.users).login(request, done)
 
     # -- methods -------------------------------------------------------------------------
 
-    def _method(self, channel_id: int, method: Any) -> None:
-        kind = type(method)
-        state = self.state
-        if state is _State.CLOSING:
-            if kind is spec.Connection.CloseOk:
-                self._finish("closed")
-            elif kind is spec.Connection.Close:
-                encode.encode_method(self.out, 0, spec.Connection.CloseOk())
-                self._finish("closed")
-            return
-        if channel_id == 0:
-            self._connection_method(method)
-            return
-        if state is not _State.OPEN:
-            self._connection_error(504, "CHANNEL_ERROR - expected 'connection.open'", *_ids(method))
-            return
-        channel = self.channels.get(channel_id)
-        if kind is spec.Channel.Open:
-            if channel is not None:
-                self._connection_error(504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10)
-            elif len(self.channels) >= self.channel_max:
-                # RabbitMQ counts open channels against channel_max (a higher channel
-                # number is fine while fewer are open), and says so in this text.
-                self._connection_error(
-                    530,
-                    f"NOT_ALLOWED - number of channels opened ({len(self.channels)}) has "
-                    f"reached the negotiated channel_max ({self.channel_max})",
-                    20,
-                    10,
-                )
-            elif (limit := self.broker.user_channel_limit(self.user)) is not None:
-                self._connection_error(
-                    530,
-                    f"NOT_ALLOWED - number of channels opened for user '{self.user}' has "
-                    f"reached the maximum allowed user limit of ({limit})",
-                    20,
-                    10,
-                )
-            else:
-                self.channels[channel_id] = Channel(self, channel_id)
-                encode.encode_method(self.out, channel_id, spec.Channel.OpenOk())
-                self.wake()
-            return
-        if channel is None:
-            self._connection_error(504, "CHANNEL_ERROR - expected 'channel.open'", *_ids(method))
-            return
-        if channel.state is ChannelState.CLOSING:
-            if kind is spec.Channel.CloseOk:
-                del self.channels[channel_id]
-            elif kind is spec.Channel.Close:
-                encode.encode_method(self.out, channel_id, spec.Channel.CloseOk())
-                self.wake()
-            return  # everything else is discarded until close-ok, as the spec says
-        if kind is spec.Channel.Close:
-            channel.close_session()
-            self.confirms_pending.discard(channel)
-            del self.channels[channel_id]
-            encode.encode_method(self.out, channel_id, spec.Channel.CloseOk())
-            self.wake()
-            return
-        if kind is spec.Channel.CloseOk:
-            return
-        try:
-            channel.handle_method(method)
-        except CoreError as err:
-            self._core_error(channel, err, *_ids(method))
-
-    def _connection_method(self, method: Any) -> None:
-        kind = type(method)
-        state = self.state
-        if state is _State.START and kind is spec.Connection.StartOk:
-            self._start_ok(method)
-        elif state is _State.TUNE and kind is spec.Connection.TuneOk:
-            self._tune_ok(method)
-        elif state is _State.OPEN_WAIT and kind is spec.Connection.Open:
-            self._open(method)
-        elif kind is spec.Connection.Close:
-            connection_closed(self, "closed by client")
-            self._release()
-            encode.encode_method(self.out, 0, spec.Connection.CloseOk())
-            self._finish("closed by client")
-        elif state is _State.OPEN and kind is spec.Connection.CloseOk:
-            self._finish("closed")
-        elif state is _State.OPEN and kind is spec.Connection.UpdateSecret:
-            self._connection_error(540, "NOT_IMPLEMENTED - connection.update_secret", 10, 70)
-        else:
-            text = f"CHANNEL_ERROR - unexpected method in connection state {self._state_name()}"
-            if state is _State.OPEN:
-                self._connection_error(504, text, *_ids(method))
-            else:
+    def _method(self, event: MethodReceived) -> None:
+        method: Any = event.method
+        if event.channel == 0 or self.state is _State.CLOSING:
+            handler = _CONNECTION_METHODS[self.state].get(type(method))
+            if handler is not None:
+                handler(self, method)
+            elif self.state is _State.OPEN:
+                text = "CHANNEL_ERROR - unexpected method in connection state running"
+                self.connection_error(504, text, *method_ids(method))
+            elif self.state is not _State.CLOSING:
+                # A handshake the client got wrong is not answered; RabbitMQ just closes.
+                text = f"unexpected method in connection state {_STATE_NAMES[self.state]}"
                 log.warning("closing AMQP connection %s: %s", self.peer_name, text)
                 self._finish("handshake error")
+            # closing: everything but close and close-ok is discarded
+        elif self.state is _State.OPEN:
+            channel_method(self, event.channel, method)
+        else:
+            text = "CHANNEL_ERROR - expected 'connection.open'"
+            self.connection_error(504, text, *method_ids(method))
 
-    def _state_name(self) -> str:
-        # RabbitMQ's names for the reader states, used in its reply texts.
-        return {
-            _State.START: "starting",
-            _State.LOGGING_IN: "starting",
-            _State.TUNE: "tuning",
-            _State.OPEN_WAIT: "opening",
-            _State.OPEN: "running",
-        }.get(self.state, "closing")
+    def _close(self, _m: spec.Connection.Close) -> None:
+        if self.state is not _State.CLOSING:
+            connection_closed(self, "closed by client")
+            self._release()
+        encode.encode_method(self.out, 0, spec.Connection.CloseOk())
+        self._finish("closed by client")
 
-    # -- errors --------------------------------------------------------------------------
+    def _close_ok(self, _m: spec.Connection.CloseOk) -> None:
+        self._finish("closed")
 
-    def _core_error(self, channel: Channel, err: CoreError, class_id: int, method_id: int) -> None:
-        code, name = REPLY_CODES.get(type(err), (541, "INTERNAL_ERROR"))
-        text = f"{name} - {err.text}"
-        if err.scope == "connection" or code >= 500:
-            if isinstance(err, ResourceLimitExceeded):
-                code, text = 530, f"NOT_ALLOWED - {err.text}"
-            self._connection_error(code, text, class_id, method_id)
-            return
-        channel_log.warning(
-            "channel error on AMQP connection %s (user '%s', vhost '%s'), channel %s: %s",
-            self.peer_name,
-            self.user,
-            self.vhost,
-            channel.id,
-            text,
-            extra={
-                "event": "channel.error",
-                "protocol": "amqp",
-                "user": self.user,
-                "vhost": self.vhost,
-                "client_address": self.peer_name,
-                "channel": channel.id,
-                "reply_code": code,
-                "class_id": class_id,
-                "method_id": method_id,
-            },
-        )
-        channel.flush_confirms()
-        self.confirms_pending.discard(channel)
-        channel.close_session()
-        channel.state = ChannelState.CLOSING
-        method = spec.Channel.Close(
-            reply_code=code, reply_text=text[:255], class_id=class_id, method_id=method_id
-        )
-        encode.encode_method(self.out, channel.id, method)
+    # -- errors and the end --------------------------------------------------------------
+
+    def send(self, channel_id: int, method: Any) -> None:
+        """Queue one method for the client."""
+        encode.encode_method(self.out, channel_id, method)
         self.wake()
 
-    def _frame_on_bad_channel(self, channel_id: int, class_id: int, method_id: int) -> None:
-        channel = self.channels.get(channel_id)
-        if channel is not None:
-            return  # a closing channel discards until close-ok
-        self._connection_error(504, "CHANNEL_ERROR - expected 'channel.open'", class_id, method_id)
+    def _frame_error(self, err: FrameError) -> None:
+        if self.state is not _State.CLOSING:
+            log.warning("closing AMQP connection %s: %s", self.peer_name, err.text)
+            self.connection_error(err.reply_code, err.text, err.class_id, err.method_id)
 
-    def _connection_error(self, code: int, text: str, class_id: int, method_id: int) -> None:
+    def connection_error(self, code: int, text: str, class_id: int, method_id: int) -> None:
+        """Close the connection for a protocol or core error, as far as the state allows."""
+        if self.state is _State.CLOSING:
+            return  # one connection.close is enough; the rest waits for close-ok
         if self.state in (_State.HEADER, _State.START, _State.LOGGING_IN):
             # Before tune the client cannot be told why; RabbitMQ just closes.
             self._finish(text)
@@ -653,10 +541,11 @@ class AMQPConnection(OutputBuffer):
         method = spec.Connection.Close(
             reply_code=code, reply_text=text[:255], class_id=class_id, method_id=method_id
         )
-        encode.encode_method(self.out, 0, method)
         self.state = _State.CLOSING
+        self._set_flags()
         self._close_deadline = self._clock() + CLOSE_TIMEOUT_S
-        self.wake()
+        self.send(0, method)
+        self.retime()  # the close deadline may come before the next heartbeat
 
     def _release(self) -> None:
         for channel in self.channels.values():
@@ -665,16 +554,54 @@ class AMQPConnection(OutputBuffer):
                 channel.state = ChannelState.CLOSING
         self.confirms_pending.clear()
         if self.core is not None:
-            core, self.core = self.core, None  # type: ignore[assignment]
+            core, self.core = self.core, None
             core.close()
 
     def _finish(self, reason: str) -> None:
         connection_closed(self, reason)
         self._release()
         self.closed = True
+        self._set_flags()
         self.wake()
 
+    def _set_flags(self) -> None:
+        """Derive what the hot path and the transport look at from the state."""
+        ending = self.closed or self.state is _State.CLOSING
+        if ending:
+            self._checking = self._held = None  # a login answer arriving now is ignored
+        holding = self._held is not None
+        # Closing goes on through the batch: only close and close-ok still count there.
+        self._halted = self.closed or holding
+        # A closing connection must read the client's close-ok, blocked or not.
+        self.reading_paused = not ending and (self._publisher_blocked or holding)
 
-def _ids(method: Any) -> tuple[int, int]:
-    index: int = method.index
-    return index >> 16, index & 0xFFFF
+
+def _ignore(_conn: AMQPConnection, _event: Any) -> None:
+    return None
+
+
+#: The events other than publish and ack, by their type.
+_EVENTS: dict[type[Any], Callable[[AMQPConnection, Any], None]] = {
+    MethodReceived: AMQPConnection._method,
+    ProtocolHeaderReceived: AMQPConnection._header,
+    HeartbeatReceived: _ignore,
+    FrameError: AMQPConnection._frame_error,
+}
+
+_Handler = Callable[[AMQPConnection, Any], None]
+_ON_CLOSE: dict[type[Any], _Handler] = {spec.Connection.Close: AMQPConnection._close}
+
+#: state -> channel-0 method -> handler; a method missing from its state's row is an error.
+_CONNECTION_METHODS: dict[_State, dict[type[Any], _Handler]] = {
+    _State.HEADER: {},
+    _State.START: {spec.Connection.StartOk: AMQPConnection._start_ok, **_ON_CLOSE},
+    _State.LOGGING_IN: {},  # what follows start-ok waits in _held until the login is answered
+    _State.TUNE: {spec.Connection.TuneOk: AMQPConnection._tune_ok, **_ON_CLOSE},
+    _State.OPEN_WAIT: {spec.Connection.Open: AMQPConnection._open, **_ON_CLOSE},
+    _State.OPEN: {
+        spec.Connection.UpdateSecret: AMQPConnection._update_secret,
+        spec.Connection.CloseOk: AMQPConnection._close_ok,
+        **_ON_CLOSE,
+    },
+    _State.CLOSING: {spec.Connection.CloseOk: AMQPConnection._close_ok, **_ON_CLOSE},
+}

@@ -1,4 +1,4 @@
-"""Errors raised by the AMQP 0-9-1 codec.
+"""Errors raised by the AMQP 0-9-1 codec, and the table that turns core errors into reply codes.
 
     RapidMQError
     ├── FrameError              malformed frames: answer with connection.close(reply_code, text)
@@ -12,10 +12,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from rapidmq.core.errors import (
+    AccessRefused,
+    CommandInvalid,
+    CoreError,
+    NotAllowed,
+    NotFound,
+    NotImplementedFeature,
+    PreconditionFailed,
+    ResourceLimitExceeded,
+    ResourceLocked,
+    StorageFailed,
+)
 from rapidmq.errors import RapidMQError
 from rapidmq.protocols.amqp091.constants import ReplyCode
 
-__all__ = ["FrameError", "ProtocolHeaderMismatch", "erlang_binary", "erlang_octets"]
+__all__ = [
+    "REPLY_CODES",
+    "FrameError",
+    "ProtocolHeaderMismatch",
+    "erlang_binary",
+    "erlang_octets",
+]
+
+#: Core error -> (reply code, reply name), the one translation table of this front end.
+REPLY_CODES: dict[type[CoreError], tuple[int, str]] = {
+    AccessRefused: (403, "ACCESS_REFUSED"),
+    NotFound: (404, "NOT_FOUND"),
+    ResourceLocked: (405, "RESOURCE_LOCKED"),
+    PreconditionFailed: (406, "PRECONDITION_FAILED"),
+    ResourceLimitExceeded: (406, "PRECONDITION_FAILED"),
+    NotAllowed: (530, "NOT_ALLOWED"),
+    CommandInvalid: (503, "COMMAND_INVALID"),
+    NotImplementedFeature: (540, "NOT_IMPLEMENTED"),
+    StorageFailed: (541, "INTERNAL_ERROR"),
+}
 
 _MAX_REPLY_TEXT = 255
 # Erlang's ~p prints a binary as a string when every octet is printable latin-1.
