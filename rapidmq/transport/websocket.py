@@ -71,9 +71,6 @@ MQTT_SUBPROTOCOLS: tuple[str, ...] = ("mqtt", "mqttv3.1")
 OUTPUT_MESSAGE_MAX_BYTES = 1 << 20
 #: The largest HTTP request head accepted during the handshake.
 MAX_REQUEST_BYTES = 16 << 10
-#: How often the timer looks in during the handshake, so the inner handler's
-#: first timer call comes soon after the upgrade.
-_HANDSHAKE_POLL_S = 0.25
 _IDLE_S = 3600.0
 
 
@@ -212,7 +209,7 @@ class WebSocketHandler:
                 )
                 self._finish()
                 return _IDLE_S
-            return min(self._deadline - now, _HANDSHAKE_POLL_S)
+            return self._deadline - now  # the upgrade calls retime for the inner timers
         assert self.inner is not None
         delay = self.inner.handle_timer(now)
         before = len(self.out)
@@ -321,6 +318,7 @@ class WebSocketHandler:
             self.inner.peer_certificate = self.peer_certificate
         if hasattr(self.inner, "retime"):
             self.inner.retime = self.retime
+        self.retime()  # the inner handler's deadlines replace the handshake timeout
         self._ws = Connection(ConnectionType.SERVER)
         if trailing:
             self._ws.receive_data(bytes(trailing))

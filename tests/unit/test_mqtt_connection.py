@@ -231,9 +231,20 @@ def test_second_connect_closes_with_protocol_error() -> None:
 def test_connect_timeout_closes() -> None:
     world = World()
     client = world.client()
-    assert client.conn.handle_timer(world.now[0]) == pytest.approx(0.25)
+    assert client.conn.handle_timer(world.now[0]) == pytest.approx(10.0)
     assert client.conn.handle_timer(world.now[0] + 10.0) == 3600.0
     assert client.conn.closed
+
+
+def test_connect_asks_the_transport_to_retime_for_keep_alive() -> None:
+    world = World()
+    client = world.client()
+    retimed: list[None] = []
+    client.conn.retime = lambda: retimed.append(None)
+    assert client.conn.handle_timer(world.now[0]) == pytest.approx(10.0)
+    client.send(Connect(MQTT_5, "c1", keep_alive=4))
+    assert retimed == [None]
+    assert client.conn.handle_timer(world.now[0]) == pytest.approx(6.0)
 
 
 def test_ping() -> None:

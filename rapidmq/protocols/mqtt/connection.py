@@ -210,8 +210,7 @@ class MQTTConnection(OutputBuffer):
                 log.warning("closing MQTT connection %s: no CONNECT in time", self.peer_name)
                 self._close(None, publish_will=False)
                 return 3600.0
-            # Poll briefly so keep-alive checks start as soon as CONNECT is in.
-            return min(deadline - now, 0.25)
+            return deadline - now  # CONNECT in calls retime, so keep-alive starts at once
         keep_alive = self.keep_alive_s
         if not keep_alive:
             return 3600.0
@@ -483,6 +482,7 @@ class MQTTConnection(OutputBuffer):
         self.session = session
         mqtt.connections[key] = self
         self.state = _State.CONNECTED
+        self.retime()  # the timer's deadline is keep-alive's now, not the CONNECT timeout
         connack_props = None
         if level == MQTT_5:
             connack_props = MQTTProperties(
