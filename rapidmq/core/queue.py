@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from rapidmq.core import paging, queue_limits
+from rapidmq.core import paging, queue_limits, quorum
 from rapidmq.core.arguments import QueueSettings
 from rapidmq.core.consumer import Consumer
 from rapidmq.core.entry import Entry, insert_by_seq
@@ -77,6 +77,11 @@ class Queue:
         self._timed = self._ttl_ms is not None
         self._seq = 0
         self._persist: Persistence | None = vhost.persistence if durable else None
+        # A quorum queue stores every message, persistent or not.
+        self._quorum = settings.queue_type == "quorum"
+        self._store_all = self._quorum and self._persist is not None
+        if self._store_all:
+            vhost.storing_all += 1  # publishes of transient messages there wait for the sync
         self.key = (vhost.name, name)  # the message store's name for this queue
         self._pager = pager = vhost.persistence
         if pager is not None and pager.pages:
@@ -97,6 +102,10 @@ class Queue:
         self.last_used = clock()
         self.deleted = False
         self.bindings_in: dict[Any, Binding] = {}
+        # At-least-once dead letters no queue took yet (message, keys, reason, seq, size).
+        self.held_dead_letters: list[tuple[Message, tuple[str, ...], str, int, int]] = []
+        self.held_bytes = 0
+        self.retry_at = 0.0
         # counters
         self.published = 0
         self.delivered = 0
@@ -134,7 +143,7 @@ class Queue:
             expires_at = now + ttl_ms / 1000.0
         entry = Entry(message, self._seq, expires_at, routing_keys)
         persist = self._persist
-        stored = persist is not None and message.properties.delivery_mode == 2
+        stored = persist is not None and (message.properties.delivery_mode == 2 or self._store_all)
         if not self.ready_count and self.consumers:
             consumer = self._pick()
             if consumer is not None:
@@ -279,6 +288,8 @@ class Queue:
         if self._paged:
             self._page_in(self._next_level())
         entry = self._pop()
+        if self._quorum:
+            quorum.stamp_get(entry)
         if entry.stored:
             if no_ack:
                 self._unstore(entry)
@@ -299,6 +310,8 @@ class Queue:
 
     def requeue(self, entries: Iterable[Entry]) -> None:
         """Put delivered messages back in their original places, marked redelivered."""
+        if self._quorum:
+            entries = quorum.returned(self, entries)
         count = 0
         expiring = False
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
@@ -411,6 +424,10 @@ class Queue:
 
     def detach(self) -> list[Consumer]:
         """Mark deleted, drop ready messages and return the consumers to cancel."""
+        if self._store_all and not self.deleted:
+            self.vhost.storing_all -= 1
+        self.held_dead_letters = []
+        self.held_bytes = 0
         if self._persist is not None and self.persistent_count:
             self._persist.drop_queue(self.key)
             self.persistent_count = self.persistent_bytes = 0

@@ -25,6 +25,7 @@ from rapidmq.core.errors import (
     AccessRefused,
     NotAllowed,
     NotFound,
+    NotImplementedFeature,
     PreconditionFailed,
 )
 from rapidmq.core.message import Message
@@ -366,7 +367,7 @@ class Session:
             return _UNROUTED
         rejected = False
         persist = vhost.persistence
-        if persist is None or props.delivery_mode != 2:
+        if persist is None or (props.delivery_mode != 2 and not vhost.storing_all):
             for queue in queues:
                 if not queue.publish(message, entry_keys, ttl_ms):
                     rejected = True
@@ -431,6 +432,8 @@ class Session:
                 f"invalid arg 'x-priority' for {target.resource}: "
                 f'"expected integer, got {amqp_type_name(priority)}"'
             )
+        if self.global_prefetch and target.settings.queue_type == "quorum":
+            raise NotImplementedFeature(f"{target.resource} does not support global qos")
         if target.exclusive_consumer is not None or (exclusive and target.consumers):
             raise AccessRefused(f"{target.resource} in exclusive use")
         tag = consumer_tag or random_name("amq.ctag-")

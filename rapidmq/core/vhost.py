@@ -22,6 +22,7 @@ from rapidmq.core.exchange import Binding, Exchange, exchange_type
 from rapidmq.core.message import Message
 from rapidmq.core.persistence import Persistence
 from rapidmq.core.queue import Queue
+from rapidmq.core.quorum import check_queue_type, effective_settings
 
 if TYPE_CHECKING:
     from rapidmq.core.broker import CoreConnection
@@ -86,6 +87,8 @@ class VirtualHost:
         for xname, xtype in PREDECLARED_EXCHANGES:
             self.exchanges[xname] = Exchange(name, xname, xtype, durable=True)
         self.dead_letter_cycles_dropped = 0
+        #: Durable queues that store transient messages too (quorum queues).
+        self.storing_all = 0
         #: The vhost's limits (RabbitMQ's vhost-limits), set by the server; None = none.
         self.max_queues: int | None = None
         self.max_connections: int | None = None
@@ -227,6 +230,14 @@ class VirtualHost:
             existing.touch()
             return existing
         settings = parse_queue_arguments(arguments, resource)
+        check_queue_type(
+            arguments,
+            durable=durable,
+            exclusive=exclusive,
+            auto_delete=auto_delete,
+            resource=resource,
+        )
+        settings = effective_settings(settings, resource)
         if self.max_queues is not None and len(self.queues) >= self.max_queues:
             raise PreconditionFailed(
                 f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
@@ -437,7 +448,8 @@ class VirtualHost:
         """Rebuild a stored durable queue, writing nothing; False if it exists."""
         if record.name in self.queues:
             return False
-        settings = parse_queue_arguments(record.arguments, self._queue_resource(record.name))
+        resource = self._queue_resource(record.name)
+        settings = effective_settings(parse_queue_arguments(record.arguments, resource), resource)
         queue = Queue(
             self,
             record.name,
@@ -508,13 +520,16 @@ class VirtualHost:
 
     def dead_letter(
         self, queue: Queue, message: Message, routing_keys: tuple[str, ...], reason: str
-    ) -> None:
-        """Republish a message that died in ``queue`` to its dead-letter exchange."""
+    ) -> bool:
+        """Republish a message that died in ``queue`` to its dead-letter exchange.
+
+        Returns True if some queue took it.
+        """
         settings = queue.settings
         assert settings.dead_letter_exchange is not None
         exchange = self.exchanges.get(settings.dead_letter_exchange)
         if exchange is None:
-            return
+            return False
         new, keys = dead_lettered(
             message,
             routing_keys,
@@ -527,11 +542,14 @@ class VirtualHost:
         targets = self.route(exchange, new, keys)
         headers = new.properties.headers or {}
         deaths = headers.get("x-death", [])
+        taken = False
         for target in list(targets):
             if reason != "rejected" and is_cycle(target.name, deaths):
                 self.dead_letter_cycles_dropped += 1
                 continue
-            target.publish(new, keys if len(keys) > 1 else None, None)
+            if target.publish(new, keys if len(keys) > 1 else None, None):
+                taken = True
+        return taken
 
     # -- timers -------------------------------------------------------------
 
