@@ -117,6 +117,11 @@ class Queue:
         self.rejected_publishes = 0
 
     @property
+    def paged_count(self) -> int:
+        """Ready messages whose body is paged out."""
+        return self._paged
+
+    @property
     def resource(self) -> str:
         return f"queue '{self.name}' in vhost '{self.vhost.name}'"
 
