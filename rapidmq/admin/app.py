@@ -22,6 +22,7 @@ from rapidmq.admin import (
     metrics,
     overview,
     queues,
+    runtime,
 )
 from rapidmq.admin.auth import BasicAuthMiddleware
 from rapidmq.admin.util import ApiError, RawPathMiddleware, respond
@@ -76,6 +77,7 @@ def api_routes() -> list[BaseRoute]:
         overview,
         connections,
         exchanges,
+        runtime,
         queues,
         bindings,
         access,

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rapidmq.admin.auth import server_of
 from rapidmq.admin.listing import list_response
 from rapidmq.admin.resources import (
     BindingView,
@@ -46,10 +47,11 @@ from rapidmq.core.message import Message, Properties
 from rapidmq.protocols.amqp091.properties import encode_properties
 
 if TYPE_CHECKING:
+    from rapidmq.admin.rates import RateSampler
     from rapidmq.core.exchange import Exchange
     from rapidmq.core.vhost import VirtualHost
 
-__all__ = ["ROUTES", "message_from_publish", "render_exchange"]
+__all__ = ["EXCHANGE_STATS", "ROUTES", "message_from_publish", "render_exchange"]
 
 _SORT_KEYS: dict[str, Any] = {
     "name": lambda x: x.name,
@@ -58,6 +60,8 @@ _SORT_KEYS: dict[str, Any] = {
     "durable": lambda x: x.durable,
     "auto_delete": lambda x: x.auto_delete,
     "internal": lambda x: x.internal,
+    "message_stats.publish_in": lambda x: x.published_in,
+    "message_stats.publish_out": lambda x: x.published_out,
 }
 
 _INT_PROPERTIES = ("delivery_mode", "priority", "timestamp")
@@ -83,9 +87,16 @@ class BadField(Exception):
         self.reason = [kind, value]
 
 
-def render_exchange(exchange: Exchange) -> dict[str, Any]:
-    """One exchange as RabbitMQ's API lists it."""
-    return {
+#: ``message_stats`` of an exchange: API name → exchange counter.
+EXCHANGE_STATS = {"publish_in": "published_in", "publish_out": "published_out"}
+
+
+def render_exchange(exchange: Exchange, rates: RateSampler | None = None) -> dict[str, Any]:
+    """One exchange as RabbitMQ's API lists it.
+
+    ``message_stats`` appears once the exchange has had a publish, as in RabbitMQ.
+    """
+    body: dict[str, Any] = {
         "name": exchange.name,
         "vhost": exchange.vhost_name,
         "type": exchange.type,
@@ -94,6 +105,11 @@ def render_exchange(exchange: Exchange) -> dict[str, Any]:
         "internal": exchange.internal,
         "arguments": exchange.arguments,
     }
+    if rates is not None and (exchange.published_in or exchange.published_out):
+        counters = {"published_in": exchange.published_in, "published_out": exchange.published_out}
+        key = ("exchange", exchange.vhost_name, exchange.name)
+        body["message_stats"] = rates.stats(key, counters, EXCHANGE_STATS)
+    return body
 
 
 def _exchange(vhost: VirtualHost, name: str) -> Exchange:
@@ -116,7 +132,7 @@ def _list(request: Request, exchanges: list[Exchange]) -> Response:
     return list_response(
         request,
         exchanges,
-        render=render_exchange,
+        render=lambda x: render_exchange(x, server_of(request).rates),
         name=lambda x: x.name,
         sort_keys=_SORT_KEYS,
         default_sort=lambda x: (x.vhost_name, x.name),
@@ -126,7 +142,7 @@ def _list(request: Request, exchanges: list[Exchange]) -> Response:
 async def get_exchange(request: Request) -> Response:
     vhost = vhost_of(request)
     exchange = _exchange(vhost, exchange_path_name(request, "name"))
-    body = render_exchange(exchange)
+    body = render_exchange(exchange, server_of(request).rates)
     body["incoming"] = []
     body["outgoing"] = []
     return respond(body)

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from rapidmq.admin.auth import server_of
 from rapidmq.admin.listing import list_response
-from rapidmq.admin.overview import QUEUE_STATS
+from rapidmq.admin.overview import QUEUE_STATS, queue_counters
 from rapidmq.admin.queue_types import adapt_to_type, consumer_utilisation
 from rapidmq.admin.resources import (
     BindingView,
@@ -106,12 +106,7 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
     }
-    counters = {
-        "published": queue.published,
-        "delivered": queue.delivered,
-        "acknowledged": queue.acked,
-        "redelivered": queue.redelivered,
-    }
+    counters = queue_counters(queue)
     ready_bytes = queue.ready_bytes + queue.paged_bytes
     exclusive_consumer = queue.exclusive_consumer
     single_active = queue.settings.single_active_consumer and queue.consumers

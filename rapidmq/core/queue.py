@@ -108,8 +108,12 @@ class Queue:
         self.retry_at = 0.0
         # counters
         self.published = 0
-        self.delivered = 0
-        self.acked = 0
+        self.delivered = 0  # to consumers and basic.get, with or without ack
+        self.delivered_no_ack = 0  # of those, to no-ack consumers
+        self.got = 0  # of those, by basic.get
+        self.got_no_ack = 0  # of those, by basic.get with no-ack
+        self.got_empty = 0  # basic.get on an empty queue
+        self.acked = 0  # acknowledgements received
         self.redelivered = 0
         self.expired = 0
         self.dead_lettered = 0
@@ -288,8 +292,10 @@ class Queue:
         if self._timed:
             self._drop_expired(now)
         if not self.ready_count:
+            self.got_empty += 1
             return None
         self.delivered += 1
+        self.got += 1
         if self._paged:
             self._page_in(self._next_level())
         entry = self._pop()
@@ -311,7 +317,7 @@ class Queue:
 
     def settle_get_no_ack(self) -> None:
         """A basic.get with no-ack took a message; nothing to track."""
-        self.acked += 1
+        self.got_no_ack += 1
 
     def requeue(self, entries: Iterable[Entry]) -> None:
         """Put delivered messages back in their original places, marked redelivered."""
@@ -464,6 +470,10 @@ class Queue:
             "consumers": len(self.consumers),
             "published": self.published,
             "delivered": self.delivered,
+            "delivered_no_ack": self.delivered_no_ack,
+            "got": self.got,
+            "got_no_ack": self.got_no_ack,
+            "got_empty": self.got_empty,
             "acknowledged": self.acked,
             "redelivered": self.redelivered,
             "expired": self.expired,

@@ -339,6 +339,7 @@ class Session:
         ttl_ms = None if props.expiration is None else parse_expiration(props.expiration)
         headers = props.headers
         self.published += 1
+        exchange.published_in += 1
         if headers and ("CC" in headers or "BCC" in headers):
             keys, message = _sender_selected(message, headers)
             queues = vhost.route(exchange, message, keys)
@@ -365,6 +366,7 @@ class Session:
         if not queues:
             self.unroutable += 1
             return _UNROUTED
+        exchange.published_out += len(queues)
         rejected = False
         persist = vhost.persistence
         if persist is None or (props.delivery_mode != 2 and not vhost.storing_all):
@@ -500,7 +502,7 @@ class Session:
         consumer.delivered += 1
         self.delivered += 1
         if consumer.no_ack:
-            queue.acked += 1
+            queue.delivered_no_ack += 1
         else:
             self._unacked[tag] = (entry, queue, consumer)
             consumer.unacked += 1
