@@ -49,12 +49,17 @@ __all__ = [
     "DEAD_LETTER_RETRY_S",
     "DELIVERY_COUNT",
     "SUPPORTED_ARGUMENTS",
+    "TYPE_MODULES",
+    "at_least_once",
     "check_queue_type",
     "effective_settings",
     "hold",
+    "over_limit",
+    "queue_type_of",
     "retry_held",
     "returned",
     "stamp_get",
+    "unsupported",
 ]
 
 log = logging.getLogger("rapidmq.core")
