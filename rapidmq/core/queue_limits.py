@@ -88,9 +88,6 @@ def dead_letter(
     queue: Queue, message: Message, routing_keys: tuple[str, ...] | None, reason: str
 ) -> None:
     if queue.settings.dead_letter_exchange is None:
-        if quorum.at_least_once(queue.settings):
-            quorum.hold(queue, message, routing_keys or (message.routing_key,), reason)
-            return
         queue.dropped += 1
         return
     queue.dead_lettered += 1

@@ -21,8 +21,8 @@ are small enough to be a few calls from the queue's cold paths into this module
   and every ``basic.get`` carries it, 0 included, as RabbitMQ 3.10 does.  The
   count lives in an :class:`~rapidmq.core.entry.Entry` slot that a classic
   queue never sets, so classic queues pay nothing.
-- **At-least-once dead-lettering.** A dead letter that no queue takes (no
-  dead-letter exchange, no route, every target refused it) stays with its
+- **At-least-once dead-lettering.** A dead letter that no queue takes (its
+  dead-letter exchange does not exist, no route, every target refused it) stays with its
   source queue (:func:`hold`), is counted in ``messages_dlx``, stays in the
   message store if the queue has one, and is routed again every
   :data:`DEAD_LETTER_RETRY_S` until some queue takes it.
@@ -266,15 +266,15 @@ def retry_held(queue: Queue, now: float) -> None:
     persist = queue._persist
     for item in held:
         message, keys, reason, seq, size = item
-        if queue.settings.dead_letter_exchange is not None and queue.vhost.dead_letter(
-            queue, message, keys, reason
-        ):
-            if seq and persist is not None:
-                persist.remove(queue.key, seq)
-                queue.persistent_count -= 1
-                queue.persistent_bytes -= size
+        if queue.settings.dead_letter_exchange is None:  # a policy took it away: drop
+            queue.dropped += 1
+        elif not queue.vhost.dead_letter(queue, message, keys, reason):
+            queue.held_dead_letters.append(item)
+            queue.held_bytes += len(message.body)
             continue
-        queue.held_dead_letters.append(item)
-        queue.held_bytes += len(message.body)
+        if seq and persist is not None:
+            persist.remove(queue.key, seq)
+            queue.persistent_count -= 1
+            queue.persistent_bytes -= size
     if queue.held_dead_letters:
         queue.retry_at = now + DEAD_LETTER_RETRY_S

@@ -261,3 +261,34 @@ def broker_queues(broker: Broker) -> dict[str, Any]:
     vhost = broker.vhost("/")
     assert vhost is not None
     return vhost.queues  # type: ignore[return-value]
+
+
+def test_held_dead_letters_stay_in_the_store_until_a_queue_takes_them(
+    clock: FakeClock,
+) -> None:
+    persist = Persistence(MemoryMessageStore(), MessageCodec(encode_properties, decode_properties))
+    broker = Broker(clock=clock, wall_clock=lambda: WALL_CLOCK_S, persistence=persist)
+    s = connect(broker).session
+    arguments = {
+        **Q,
+        "x-dead-letter-exchange": "dlx",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    s.declare_queue("q", durable=True, arguments=arguments)
+    s.publish(msg("m"))
+    got = s.get("q")
+    assert got is not None
+    s.reject(got.delivery_tag, requeue=False)
+
+    def kept() -> list[tuple[str, int]]:
+        persist.commit()
+        return [(m.queue[1], m.seq) for m in persist.store.recover()]
+
+    held = kept()
+    s.declare_exchange("dlx", "fanout")
+    s.declare_queue("dead")  # not durable: the dead letter leaves the store
+    s.bind_queue("dead", "dlx", "")
+    clock.advance(DEAD_LETTER_RETRY_S)
+    broker.tick()
+    assert (held, kept(), broker_queues(broker)["dead"].ready_count) == ([("q", 2)], [], 1)
