@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rapidmq.admin.erlang_hash import LongInt
 from rapidmq.admin.listing import list_response
 from rapidmq.admin.resources import (
     BindingView,
@@ -32,6 +31,7 @@ from rapidmq.admin.resources import (
 )
 from rapidmq.admin.util import ApiError, bad_request, not_found, path_name, read_json, respond
 from rapidmq.core.errors import NotFound
+from rapidmq.core.message import Long
 
 if TYPE_CHECKING:
     from rapidmq.core.vhost import VirtualHost
@@ -152,7 +152,7 @@ def _from_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_from_json(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool):
-        return LongInt(value)
+        return Long(value)
     return value
 
 

@@ -16,8 +16,8 @@ blocks seeded with the running value, and an atom hashes its name with
 ``hashpjw``.  :func:`amqp_term` turns a decoded argument table into that term;
 the AMQP field type of each value is inferred from its Python type the way
 common clients choose it (``signedint`` for a 32-bit integer, ``long`` beyond;
-:class:`LongInt` marks integers that came from JSON, which RabbitMQ always
-types ``long``).
+:class:`~rapidmq.core.message.Long` marks integers that came from JSON,
+which RabbitMQ always types ``long``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Atom", "LongInt", "amqp_term", "args_hash", "phash2"]
+from rapidmq.core.message import Long
+
+__all__ = ["Atom", "amqp_term", "args_hash", "phash2"]
 
 _MASK = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
@@ -54,12 +56,6 @@ _FIRST_NIL = 3468870702
 
 class Atom(str):
     """An Erlang atom (a plain ``str`` is never a term here)."""
-
-    __slots__ = ()
-
-
-class LongInt(int):
-    """An integer RabbitMQ types ``long`` whatever its size (it came from JSON)."""
 
     __slots__ = ()
 
@@ -178,14 +174,14 @@ def phash2(term: Any) -> int:
 
 
 def _is_byte(value: Any) -> bool:
-    return type(value) in (int, LongInt) and 0 <= value <= 255
+    return type(value) in (int, Long) and 0 <= value <= 255
 
 
 def _typed(value: Any) -> tuple[Atom, Any]:
     """``{Type, Value}`` as RabbitMQ's AMQP table parser makes it."""
     if isinstance(value, bool):
         return Atom("bool"), Atom("true" if value else "false")
-    if isinstance(value, LongInt):
+    if isinstance(value, Long):
         return Atom("long"), int(value)
     if isinstance(value, int):
         return Atom("signedint" if -(2**31) <= value < 2**31 else "long"), value

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from rapidmq.core.entry import Entry
 from rapidmq.core.errors import PreconditionFailed
-from rapidmq.core.message import Message
+from rapidmq.core.message import Long, Message
 
 if TYPE_CHECKING:
     from rapidmq.core.arguments import QueueSettings
@@ -192,7 +192,7 @@ def over_limit(queue: Queue) -> bool:
 
 def _with_count(message: Message, count: int) -> Message:
     headers = dict(message.properties.headers or {})
-    headers[DELIVERY_COUNT] = count
+    headers[DELIVERY_COUNT] = Long(count)
     return message.evolve(headers=headers)
 
 
