@@ -11,6 +11,7 @@ written.
 
     .venv/bin/python bench/quorum_bench.py                   # both brokers, 3 runs each
     .venv/bin/python bench/quorum_bench.py --messages 200000 --runs 5
+    .venv/bin/python bench/quorum_bench.py --queue-type classic   # the same into classic queues
 """
 
 from __future__ import annotations
@@ -25,27 +26,28 @@ from amqp_raw import RawConnection, unique_queue
 from pamqp import commands
 from targets import TARGETS, Target, open_target
 
-QUORUM = {"x-queue-type": "quorum"}
 
-
-def run_publish(target: Target, *, messages: int, window: int, timeout_s: float) -> dict[str, Any]:
-    """One publish-only round into a new quorum queue; returns the figures."""
-    queue = unique_queue("quorum")
+def run_publish(
+    target: Target, *, messages: int, window: int, timeout_s: float, queue_type: str
+) -> dict[str, Any]:
+    """One publish-only round into a new durable queue of ``queue_type``; returns the figures."""
+    queue = unique_queue(queue_type)
+    arguments = {"x-queue-type": queue_type}
     admin = RawConnection.open(target.host, target.port)
     publisher: RawConnection | None = None
     try:
         admin.rpc(
-            commands.Queue.Declare(queue=queue, durable=True, arguments=QUORUM),
+            commands.Queue.Declare(queue=queue, durable=True, arguments=arguments),
             commands.Queue.DeclareOk,
         )
         publisher = RawConnection.open(target.host, target.port)
         pub = publish_confirmed(publisher, queue, messages, window, timeout_s)
         ok = admin.rpc(
-            commands.Queue.Declare(queue=queue, durable=True, passive=True, arguments=QUORUM),
+            commands.Queue.Declare(queue=queue, durable=True, passive=True, arguments=arguments),
             commands.Queue.DeclareOk,
         )
         return {
-            "case": "quorum-publish-confirm-1kb",
+            "case": f"{queue_type}-publish-confirm-1kb",
             "target": target.name,
             "version": target.version,
             "messages": messages,
@@ -70,6 +72,9 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3, help="runs per broker (median)")
     p.add_argument("--window", type=int, default=256, help="unconfirmed publishes in flight")
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument(
+        "--queue-type", default="quorum", choices=("quorum", "classic"), help="for comparison"
+    )
     p.add_argument("--backend", default=None, help="RapidMQ --backend")
     p.add_argument("--json", default=None, help="also write every result to this file")
     a = p.parse_args()
@@ -79,7 +84,13 @@ def main() -> None:
     for name in names:
         with open_target(name, a.backend) as target:
             for _ in range(a.runs):
-                res = run_publish(target, messages=a.messages, window=a.window, timeout_s=a.timeout)
+                res = run_publish(
+                    target,
+                    messages=a.messages,
+                    window=a.window,
+                    timeout_s=a.timeout,
+                    queue_type=a.queue_type,
+                )
                 print(json.dumps(res))
                 out.append(res)
                 rates.setdefault(name, []).append(res["confirmed_rate"])
@@ -89,7 +100,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     ratio = f"{rapid / rabbit:.2f}" if rabbit and rapid is not None else "-"
     show = [f"{v:,.0f}" if v is not None else "-" for v in (rabbit, rapid)]
-    print(f"| quorum queue, confirmed 1 KB publishes msgs/s | {show[0]} | {show[1]} | {ratio} |")
+    label = f"{a.queue_type} queue, confirmed 1 KB publishes msgs/s"
+    print(f"| {label} | {show[0]} | {show[1]} | {ratio} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2)
