@@ -159,3 +159,35 @@ def test_quorum_queue_refusals_over_amqp(tmp_path: Path) -> None:
             ),
         ]
         connection.close()
+
+
+def test_at_least_once_dead_letters_with_nowhere_to_go_survive_sigkill(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    arguments = {
+        **Q,
+        "x-dead-letter-exchange": "missing",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    first = _broker(data_dir).start()
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(first.amqp_url))
+        ch = connection.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("qq", durable=True, arguments=arguments)
+        ch.basic_publish("", "qq", b"dead letter")
+        method, _, _ = ch.basic_get("qq")
+        assert method is not None
+        ch.basic_reject(method.delivery_tag, requeue=False)
+        # A later confirmed publish: its sync covers the held dead letter's write.
+        ch.basic_publish("", "qq", b"later")
+        connection.close()
+        assert first.stop(signal.SIGKILL) == -9
+    finally:
+        first.stop()
+    with _broker(data_dir) as second:
+        connection = pika.BlockingConnection(pika.URLParameters(second.amqp_url))
+        ch = connection.channel()
+        # Back as ready messages of the source queue, in store order: never lost.
+        assert sorted(body for body, _, _ in _drain(ch, "qq")) == [b"dead letter", b"later"]
+        connection.close()
