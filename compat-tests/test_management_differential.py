@@ -139,8 +139,7 @@ def binding_by_properties_key(api: Api, tok: str, cleanup: Cleanup) -> Observati
     return {
         "post": posted.status,
         "list": (listed.status, [pick(i, BINDING_KEYS) for i in items]),
-        # The part after "~" hashes the arguments, differently on each broker.
-        "properties_key": key.split("~")[0] + "~" if "~" in key else key,
+        "properties_key": key,
         "get_one": (one.status, pick(one.body, BINDING_KEYS)) if one else None,
         "delete": deleted.status if deleted else None,
         "after": (after.status, after.body),

@@ -39,7 +39,7 @@ from rapidmq.admin.auth import (
     visible_vhosts,
 )
 from rapidmq.admin.listing import list_response
-from rapidmq.admin.overview import QUEUE_STATS
+from rapidmq.admin.overview import QUEUE_STATS, queue_counters
 from rapidmq.admin.util import (
     bad_request,
     created,
@@ -122,26 +122,24 @@ def _vhost_json(server: Server, vhost: VirtualHost) -> dict[str, Any]:
         "messages_ready": sum(q.ready_count for q in queues),
         "messages_unacknowledged": sum(q.unacked_count for q in queues),
     }
-    counters = {
-        "published": sum(q.published for q in queues),
-        "delivered": sum(q.delivered for q in queues),
-        "acknowledged": sum(q.acked for q in queues),
-        "redelivered": sum(q.redelivered for q in queues),
-    }
-    per_queue: dict[str, Callable[[Queue], int]] = {
+    per_queue = [(q, queue_counters(q)) for q in queues]
+    counters = {name: sum(c[name] for _, c in per_queue) for name in QUEUE_STATS.values()}
+    gauges: dict[str, Callable[[Queue], int]] = {
         "messages": lambda q: q.ready_count + q.unacked_count,
         "messages_ready": lambda q: q.ready_count,
         "messages_unacknowledged": lambda q: q.unacked_count,
-        "published": lambda q: q.published,
-        "delivered": lambda q: q.delivered,
-        "acknowledged": lambda q: q.acked,
-        "redelivered": lambda q: q.redelivered,
     }
 
     def rate(counter: str) -> float:
-        value_of = per_queue[counter]
-        total = sum(rates.rate(("queue", vhost.name, q.name), counter, value_of(q)) for q in queues)
-        return round(total, 1)
+        key = vhost.name
+        if counter in gauges:
+            value_of = gauges[counter]
+            rates_of = (rates.rate(("queue", key, q.name), counter, value_of(q)) for q in queues)
+        else:
+            rates_of = (
+                rates.rate(("queue", key, q.name), counter, c[counter]) for q, c in per_queue
+            )
+        return round(sum(rates_of), 1)
 
     tags = list(vhost.tags)
     body: dict[str, Any] = {

@@ -23,6 +23,7 @@ from rapidmq.admin import (
     overview,
     policies,
     queues,
+    runtime,
 )
 from rapidmq.admin.auth import BasicAuthMiddleware
 from rapidmq.admin.util import ApiError, RawPathMiddleware, respond
@@ -77,6 +78,7 @@ def api_routes() -> list[BaseRoute]:
         overview,
         connections,
         exchanges,
+        runtime,
         queues,
         bindings,
         access,

@@ -31,6 +31,7 @@ from rapidmq.admin.resources import (
 )
 from rapidmq.admin.util import ApiError, bad_request, not_found, path_name, read_json, respond
 from rapidmq.core.errors import NotFound
+from rapidmq.core.message import Long
 
 if TYPE_CHECKING:
     from rapidmq.core.vhost import VirtualHost
@@ -121,6 +122,7 @@ async def _create(request: Request, to_exchange: bool) -> Response:
         raise bad_request("routing_key must be a string")
     if not isinstance(arguments, dict):
         raise bad_request("arguments must be an object")
+    arguments = _from_json(arguments)
     try:
         with checked_session(request, vhost.name) as session:
             if to_exchange:
@@ -138,6 +140,20 @@ async def _create(request: Request, to_exchange: bool) -> Response:
     props = BindingView(vhost.name, source, destination, kind, routing_key, arguments).key
     location = f"{quote(destination, safe='')}/{quote(props, safe='')}"
     return Response(status_code=201, headers={"Location": location})
+
+
+def _from_json(value: Any) -> Any:
+    """JSON arguments with their integers typed ``long``, as RabbitMQ types them.
+
+    The type is part of the hash in a binding's properties key.
+    """
+    if isinstance(value, dict):
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Long(value)
+    return value
 
 
 async def create_to_queue(request: Request) -> Response:

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from rapidmq.core.vhost import VirtualHost
     from rapidmq.server import Server
 
-__all__ = ["ROUTES", "export_definitions", "export_vhost_definitions"]
+__all__ = ["ROUTES", "export_definitions", "export_vhost_definitions", "limit_parameters"]
 
 log = logging.getLogger("rapidmq.admin")
 
@@ -189,14 +189,14 @@ def export_definitions(server: Server) -> dict[str, Any]:
                 key=lambda t: (t.vhost, t.user, t.exchange),
             )
         ],
-        "parameters": _limit_parameters(server, vhosts),
+        "parameters": limit_parameters(server, vhosts),
         "global_parameters": [{"name": "cluster_name", "value": server.cluster_name}],
         "policies": exported_policies(vhosts),
         **topology,
     }
 
 
-def _limit_parameters(server: Server, vhosts: list[VirtualHost]) -> list[dict[str, Any]]:
+def limit_parameters(server: Server, vhosts: list[VirtualHost]) -> list[dict[str, Any]]:
     """Vhost limits as RabbitMQ exports them: the runtime parameter ``vhost-limits``."""
     out = []
     for vhost in vhosts:
@@ -248,7 +248,7 @@ async def get_vhost_definitions(request: Request) -> Response:
     if vhost is None:
         raise bad_request("vhost_not_found")  # RabbitMQ 3.10 answers 400 here, not 404
     body = export_vhost_definitions(vhost)
-    body["parameters"] = _limit_parameters(server_of(request), [vhost])
+    body["parameters"] = limit_parameters(server_of(request), [vhost])
     log.info("definitions of vhost %s exported by %s: %s", name, user.name, _totals(body))
     return respond(body)
 

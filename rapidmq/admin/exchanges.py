@@ -47,10 +47,11 @@ from rapidmq.core.message import Message, Properties
 from rapidmq.protocols.amqp091.properties import encode_properties
 
 if TYPE_CHECKING:
+    from rapidmq.admin.rates import RateSampler
     from rapidmq.core.exchange import Exchange
     from rapidmq.core.vhost import VirtualHost
 
-__all__ = ["ROUTES", "message_from_publish", "render_exchange"]
+__all__ = ["EXCHANGE_STATS", "ROUTES", "message_from_publish", "render_exchange"]
 
 _SORT_KEYS: dict[str, Any] = {
     "name": lambda x: x.name,
@@ -59,6 +60,8 @@ _SORT_KEYS: dict[str, Any] = {
     "durable": lambda x: x.durable,
     "auto_delete": lambda x: x.auto_delete,
     "internal": lambda x: x.internal,
+    "message_stats.publish_in": lambda x: x.published_in,
+    "message_stats.publish_out": lambda x: x.published_out,
 }
 
 _INT_PROPERTIES = ("delivery_mode", "priority", "timestamp")
@@ -84,9 +87,19 @@ class BadField(Exception):
         self.reason = [kind, value]
 
 
-def render_exchange(exchange: Exchange, vhost: VirtualHost | None = None) -> dict[str, Any]:
-    """One exchange as RabbitMQ's API lists it; ``policy`` only when one applies, as there."""
-    body = {
+#: ``message_stats`` of an exchange: API name → exchange counter.
+EXCHANGE_STATS = {"publish_in": "published_in", "publish_out": "published_out"}
+
+
+def render_exchange(
+    exchange: Exchange, vhost: VirtualHost | None = None, rates: RateSampler | None = None
+) -> dict[str, Any]:
+    """One exchange as RabbitMQ's API lists it.
+
+    ``policy`` appears only when one applies, and ``message_stats`` once the
+    exchange has had a publish, both as in RabbitMQ.
+    """
+    body: dict[str, Any] = {
         "name": exchange.name,
         "vhost": exchange.vhost_name,
         "type": exchange.type,
@@ -99,6 +112,10 @@ def render_exchange(exchange: Exchange, vhost: VirtualHost | None = None) -> dic
         policy = vhost.policies.of_exchange(exchange.name).policy
         if policy is not None:
             body["policy"] = policy.name
+    if rates is not None and (exchange.published_in or exchange.published_out):
+        counters = {"published_in": exchange.published_in, "published_out": exchange.published_out}
+        key = ("exchange", exchange.vhost_name, exchange.name)
+        body["message_stats"] = rates.stats(key, counters, EXCHANGE_STATS)
     return body
 
 
@@ -123,7 +140,7 @@ def _list(request: Request, exchanges: list[Exchange]) -> Response:
     return list_response(
         request,
         exchanges,
-        render=lambda x: render_exchange(x, broker.vhost(x.vhost_name)),
+        render=lambda x: render_exchange(x, broker.vhost(x.vhost_name), server_of(request).rates),
         name=lambda x: x.name,
         sort_keys=_SORT_KEYS,
         default_sort=lambda x: (x.vhost_name, x.name),
@@ -133,7 +150,7 @@ def _list(request: Request, exchanges: list[Exchange]) -> Response:
 async def get_exchange(request: Request) -> Response:
     vhost = vhost_of(request)
     exchange = _exchange(vhost, exchange_path_name(request, "name"))
-    body = render_exchange(exchange, vhost)
+    body = render_exchange(exchange, vhost, server_of(request).rates)
     body["incoming"] = []
     body["outgoing"] = []
     return respond(body)

@@ -23,9 +23,17 @@ from rapidmq.admin.util import no_content, not_found, path_name, read_json, resp
 
 if TYPE_CHECKING:
     from rapidmq.core.broker import Broker
+    from rapidmq.core.queue import Queue
     from rapidmq.server import Server
 
-__all__ = ["OVERVIEW_STATS", "QUEUE_STATS", "ROUTES", "node_info", "sample_figures"]
+__all__ = [
+    "OVERVIEW_STATS",
+    "QUEUE_STATS",
+    "ROUTES",
+    "node_info",
+    "queue_counters",
+    "sample_figures",
+]
 
 EXCHANGE_TYPES = (
     ("direct", "AMQP direct exchange, as per the AMQP specification"),
@@ -46,14 +54,42 @@ OVERVIEW_STATS = {
 QUEUE_STATS = {
     "publish": "published",
     "deliver_get": "delivered",
+    "deliver": "delivered_ack",
+    "deliver_no_ack": "delivered_no_ack",
+    "get": "got_ack",
+    "get_no_ack": "got_no_ack",
+    "get_empty": "got_empty",
     "ack": "acknowledged",
     "redeliver": "redelivered",
 }
+
+
+def queue_counters(queue: Queue) -> dict[str, int]:
+    """A queue's message counters, by the names of :data:`QUEUE_STATS`."""
+    got, got_no_ack, delivered, no_ack = (
+        queue.got,
+        queue.got_no_ack,
+        queue.delivered,
+        queue.delivered_no_ack,
+    )
+    return {
+        "published": queue.published,
+        "delivered": delivered,
+        "delivered_ack": delivered - got - no_ack,
+        "delivered_no_ack": no_ack,
+        "got_ack": got - got_no_ack,
+        "got_no_ack": got_no_ack,
+        "got_empty": queue.got_empty,
+        "acknowledged": queue.acked,
+        "redelivered": queue.redelivered,
+    }
+
+
 _QUEUE_TOTALS = ("messages", "messages_ready", "messages_unacknowledged")
 
 
 def sample_figures(broker: Broker) -> Figures:
-    """The counters the rate sampler keeps: the broker's and each queue's."""
+    """The counters the rate sampler keeps: the broker's, each used exchange's and each queue's."""
     totals = broker.statistics()
     figures: Figures = {
         "broker": {
@@ -64,13 +100,16 @@ def sample_figures(broker: Broker) -> Figures:
         }
     }
     for vhost in broker.vhosts():
+        for exchange in vhost.exchanges.values():
+            if exchange.published_in or exchange.published_out:
+                figures[("exchange", vhost.name, exchange.name)] = {
+                    "published_in": exchange.published_in,
+                    "published_out": exchange.published_out,
+                }
         for queue in vhost.queues.values():
             key: Hashable = ("queue", vhost.name, queue.name)
             figures[key] = {
-                "published": queue.published,
-                "delivered": queue.delivered,
-                "acknowledged": queue.acked,
-                "redelivered": queue.redelivered,
+                **queue_counters(queue),
                 "messages": queue.ready_count + queue.unacked_count,
                 "messages_ready": queue.ready_count,
                 "messages_unacknowledged": queue.unacked_count,

@@ -23,7 +23,8 @@ from starlette.routing import BaseRoute, Route
 
 from rapidmq.admin.auth import server_of
 from rapidmq.admin.listing import list_response
-from rapidmq.admin.overview import QUEUE_STATS
+from rapidmq.admin.overview import QUEUE_STATS, queue_counters
+from rapidmq.admin.queue_types import adapt_to_type, consumer_utilisation
 from rapidmq.admin.resources import (
     BindingView,
     amqp_reason,
@@ -105,16 +106,12 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
     }
-    counters = {
-        "published": queue.published,
-        "delivered": queue.delivered,
-        "acknowledged": queue.acked,
-        "redelivered": queue.redelivered,
-    }
+    counters = queue_counters(queue)
     ready_bytes = queue.ready_bytes + queue.paged_bytes
     exclusive_consumer = queue.exclusive_consumer
     single_active = queue.settings.single_active_consumer and queue.consumers
     applied = queue.vhost.policies.of_queue(queue.name)
+    utilisation = consumer_utilisation(queue)
     body: dict[str, Any] = {
         "name": queue.name,
         "vhost": vhost,
@@ -131,8 +128,14 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
         "message_bytes_persistent": queue.persistent_bytes,
         "message_bytes_paged_out": queue.paged_bytes,
         "messages_persistent": queue.persistent_count,
+        "messages_paged_out": queue.paged_count,
+        "messages_ram": ready + unacked - queue.paged_count,
+        "messages_ready_ram": ready - queue.paged_count,
+        "messages_unacknowledged_ram": unacked,
         "consumers": len(queue.consumers),
-        "consumer_utilisation": None,
+        "consumer_capacity": utilisation,
+        "consumer_utilisation": utilisation,
+        "recoverable_slaves": None,
         "exclusive_consumer_tag": None if exclusive_consumer is None else exclusive_consumer.tag,
         "single_active_consumer_tag": queue.consumers[0].tag if single_active else None,
         "head_message_timestamp": None,
@@ -145,6 +148,7 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
     }
     if not queue.consumers:
         body["idle_since"] = _idle_since(queue)
+    adapt_to_type(body, queue, server.node_name)
     return body
 
 

@@ -13,9 +13,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +23,8 @@ from urllib.parse import quote_plus
 from starlette.requests import Request
 
 from rapidmq.admin.auth import current_user, require_vhost, server_of, visible_vhosts
-from rapidmq.admin.util import ApiError, jsonable, path_name
+from rapidmq.admin.erlang_hash import args_hash
+from rapidmq.admin.util import ApiError, path_name
 from rapidmq.core.api import ClientInfo, NoDeliveries
 from rapidmq.core.errors import AccessRefused, CoreError
 from rapidmq.core.exchange import Binding, Exchange
@@ -157,26 +155,11 @@ def _quote_binding(text: str) -> str:
     return quote_plus(text, safe="").replace("~", "%7E")
 
 
-def _args_hash(arguments: dict[str, Any]) -> str:
-    """Six URL-safe characters naming the arguments.
-
-    RabbitMQ hashes the Erlang term of the arguments table with
-    ``erlang:phash2``, which has no Python counterpart; RapidMQ takes the first
-    32 bits of the SHA-256 of the arguments as canonical JSON (keys sorted)
-    instead, encoded as RabbitMQ does (URL-safe base64 without padding).  The
-    key is stable across restarts and equal for equal arguments; only its
-    characters differ from RabbitMQ's for the same arguments.
-    """
-    canonical = json.dumps(jsonable(arguments), sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode("utf-8")).digest()[:4]
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
 def properties_key(routing_key: str, arguments: dict[str, Any]) -> str:
     """RabbitMQ's ``properties_key``: the quoted key, "~" for an empty one, or key~hash."""
     if not arguments:
         return _quote_binding(routing_key) if routing_key else "~"
-    return _quote_binding(routing_key) + "~" + _args_hash(arguments)
+    return _quote_binding(routing_key) + "~" + args_hash(arguments)
 
 
 @dataclass(slots=True, frozen=True)

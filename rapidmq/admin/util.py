@@ -41,7 +41,11 @@ class ApiError(Exception):
     """An error answered as RabbitMQ's JSON body ``{"error": …, "reason": …}``."""
 
     def __init__(
-        self, status: int, error: str, reason: str, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        error: str,
+        reason: str | list[str],
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"{status} {error}: {reason}")
         self.status = status

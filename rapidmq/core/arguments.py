@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from rapidmq.core.errors import PreconditionFailed
+from rapidmq.core.quorum import queue_type_of, unsupported
 
 __all__ = [
     "QUEUE_ARGUMENT_KEYS",
@@ -198,6 +199,17 @@ def _overflow(value: object) -> str:
     return text
 
 
+def _group_size(value: object) -> int:
+    if value == 0 and not isinstance(value, bool):
+        raise _Invalid("{value_zero,0}")
+    return _non_negative(value)
+
+
+def _delivery_limit(value: object) -> int | None:
+    # RabbitMQ 3.10 validates nothing here: a value that is no integer sets no limit.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise _Invalid(f"{{unacceptable_type,{amqp_type_name(value)}}}")
@@ -268,12 +280,12 @@ _VALIDATORS: tuple[tuple[str, str, Callable[[object], object]], ...] = (
     ("x-queue-mode", "queue_mode", _queue_mode),
     ("x-single-active-consumer", "single_active_consumer", _bool),
     ("x-queue-type", "queue_type", _queue_type),
-    ("x-quorum-initial-group-size", "initial_group_size", _non_negative),
+    ("x-quorum-initial-group-size", "initial_group_size", _group_size),
     ("x-max-age", "max_age_s", _max_age),
     ("x-stream-max-segment-size-bytes", "stream_max_segment_size_bytes", _non_negative),
     ("x-initial-cluster-size", "initial_group_size", _non_negative),
     ("x-queue-leader-locator", "queue_leader_locator", _leader_locator),
-    ("x-delivery-limit", "delivery_limit", _non_negative),
+    ("x-delivery-limit", "delivery_limit", _delivery_limit),
     ("x-dead-letter-strategy", "dead_letter_strategy", _dead_letter_strategy),
 )
 
@@ -292,9 +304,10 @@ def parse_queue_arguments(arguments: Mapping[str, Any], resource: str) -> QueueS
             f"invalid type '{amqp_type_name(dlx)}' for arg 'x-dead-letter-exchange' in {resource}"
         )
     values: dict[str, Any] = {}
+    queue_type = queue_type_of(arguments)
     for key, field, validate in _VALIDATORS:
-        if key not in arguments:
-            continue
+        if key not in arguments or unsupported(queue_type, key):
+            continue  # refused by quorum.check_queue_type, after the others' values
         value = arguments[key]
         try:
             parsed = validate(value)

@@ -18,7 +18,11 @@ __all__ = ["Entry", "insert_by_seq"]
 class Entry:
     """One message in one queue (ready or delivered and unacked)."""
 
-    __slots__ = ("expires_at", "message", "redelivered", "routing_keys", "seq", "stored")
+    # ``returns`` (a quorum queue's count of returns) is set only once a message
+    # comes back, so classic queues never pay for it; read it with getattr.
+    __slots__ = ("expires_at", "message", "redelivered", "returns", "routing_keys", "seq", "stored")
+
+    returns: int
 
     def __init__(
         self,

@@ -226,6 +226,8 @@ class Exchange:
         "durable",
         "internal",
         "name",
+        "published_in",
+        "published_out",
         "routing",
         "to_exchanges",
         "type",
@@ -259,13 +261,17 @@ class Exchange:
         self.bindings_in: dict[Hashable, Binding] = {}  # this exchange is the destination
         self.to_exchanges = 0  # bindings_out whose destination is an exchange
         self.deleted = False
+        # Counted by Session.publish: messages published to this exchange, and
+        # copies of them it routed to queues (RabbitMQ's publish_in, publish_out).
+        self.published_in = 0
+        self.published_out = 0
 
     @property
     def resource(self) -> str:
         return f"exchange '{self.name}' in vhost '{self.vhost_name}'"
 
     def statistics(self) -> dict[str, Any]:
-        """Static properties and binding counts."""
+        """Static properties, binding counts and message counters."""
         return {
             "name": self.name,
             "vhost": self.vhost_name,
@@ -276,6 +282,8 @@ class Exchange:
             "arguments": dict(self.arguments),
             "bindings_as_source": len(self.bindings_out),
             "bindings_as_destination": len(self.bindings_in),
+            "published_in": self.published_in,
+            "published_out": self.published_out,
         }
 
     def __repr__(self) -> str:

@@ -35,7 +35,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EMPTY_PROPERTIES", "Message", "Properties"]
+__all__ = ["EMPTY_PROPERTIES", "Long", "Message", "Properties"]
+
+
+class Long(int):
+    """An integer header value written as AMQP's 64-bit signed ``long``, whatever its size.
+
+    RabbitMQ types the counts it adds to messages (``x-delivery-count``) as
+    longs, and a client may read them as such (a Java client casts to Long);
+    a plain ``int`` is written in the smallest width that holds it.
+    """
+
+    __slots__ = ()
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from rapidmq.core import paging, queue_limits
+from rapidmq.core import paging, queue_limits, quorum
 from rapidmq.core.arguments import QueueSettings
 from rapidmq.core.consumer import Consumer
 from rapidmq.core.entry import Entry, insert_by_seq
@@ -77,6 +77,11 @@ class Queue:
         self._timed = self._ttl_ms is not None
         self._seq = 0
         self._persist: Persistence | None = vhost.persistence if durable else None
+        # A quorum queue stores every message, persistent or not.
+        self._quorum = settings.queue_type == "quorum"
+        self._store_all = self._quorum and self._persist is not None
+        if self._store_all:
+            vhost.storing_all += 1  # publishes of transient messages there wait for the sync
         self.key = (vhost.name, name)  # the message store's name for this queue
         self._pager = pager = vhost.persistence
         if pager is not None and pager.pages:
@@ -97,15 +102,28 @@ class Queue:
         self.last_used = clock()
         self.deleted = False
         self.bindings_in: dict[Any, Binding] = {}
+        # At-least-once dead letters no queue took yet (message, keys, reason, seq, size).
+        self.held_dead_letters: list[tuple[Message, tuple[str, ...], str, int, int]] = []
+        self.held_bytes = 0
+        self.retry_at = 0.0
         # counters
         self.published = 0
-        self.delivered = 0
-        self.acked = 0
+        self.delivered = 0  # to consumers and basic.get, with or without ack
+        self.delivered_no_ack = 0  # of those, to no-ack consumers
+        self.got = 0  # of those, by basic.get
+        self.got_no_ack = 0  # of those, by basic.get with no-ack
+        self.got_empty = 0  # basic.get on an empty queue
+        self.acked = 0  # acknowledgements received
         self.redelivered = 0
         self.expired = 0
         self.dead_lettered = 0
         self.dropped = 0
         self.rejected_publishes = 0
+
+    @property
+    def paged_count(self) -> int:
+        """Ready messages whose body is paged out."""
+        return self._paged
 
     @property
     def resource(self) -> str:
@@ -134,7 +152,7 @@ class Queue:
             expires_at = now + ttl_ms / 1000.0
         entry = Entry(message, self._seq, expires_at, routing_keys)
         persist = self._persist
-        stored = persist is not None and message.properties.delivery_mode == 2
+        stored = persist is not None and (message.properties.delivery_mode == 2 or self._store_all)
         if not self.ready_count and self.consumers:
             consumer = self._pick()
             if consumer is not None:
@@ -275,11 +293,15 @@ class Queue:
         if self._timed:
             self._drop_expired(now)
         if not self.ready_count:
+            self.got_empty += 1
             return None
         self.delivered += 1
+        self.got += 1
         if self._paged:
             self._page_in(self._next_level())
         entry = self._pop()
+        if self._quorum:
+            quorum.stamp_get(entry)
         if entry.stored:
             if no_ack:
                 self._unstore(entry)
@@ -296,10 +318,12 @@ class Queue:
 
     def settle_get_no_ack(self) -> None:
         """A basic.get with no-ack took a message; nothing to track."""
-        self.acked += 1
+        self.got_no_ack += 1
 
     def requeue(self, entries: Iterable[Entry]) -> None:
         """Put delivered messages back in their original places, marked redelivered."""
+        if self._quorum:
+            entries = quorum.returned(self, entries)
         count = 0
         expiring = False
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
@@ -412,6 +436,10 @@ class Queue:
 
     def detach(self) -> list[Consumer]:
         """Mark deleted, drop ready messages and return the consumers to cancel."""
+        if self._store_all and not self.deleted:
+            self.vhost.storing_all -= 1
+        self.held_dead_letters = []
+        self.held_bytes = 0
         if self._persist is not None and self.persistent_count:
             self._persist.drop_queue(self.key)
             self.persistent_count = self.persistent_bytes = 0
@@ -443,6 +471,10 @@ class Queue:
             "consumers": len(self.consumers),
             "published": self.published,
             "delivered": self.delivered,
+            "delivered_no_ack": self.delivered_no_ack,
+            "got": self.got,
+            "got_no_ack": self.got_no_ack,
+            "got_empty": self.got_empty,
             "acknowledged": self.acked,
             "redelivered": self.redelivered,
             "expired": self.expired,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rapidmq.core import quorum
 from rapidmq.core.arguments import QueueSettings
 from rapidmq.core.message import Message
 from rapidmq.core.paging import PagedOut
@@ -36,6 +37,8 @@ __all__ = [
 
 
 def would_overflow(queue: Queue, message: Message) -> bool:
+    if queue._quorum:
+        return quorum.over_limit(queue)
     max_length = queue._max_length
     if max_length is not None and queue.ready_count + 1 > max_length:
         return True
@@ -90,7 +93,11 @@ def dead_letter(
         queue.dropped += 1
         return
     queue.dead_lettered += 1
-    queue.vhost.dead_letter(queue, message, routing_keys or (message.routing_key,), reason)
+    keys = routing_keys or (message.routing_key,)
+    if not queue.vhost.dead_letter(queue, message, keys, reason) and quorum.at_least_once(
+        queue.settings
+    ):
+        quorum.hold(queue, message, keys, reason)
 
 
 # -- timers ---------------------------------------------------------------------
@@ -105,6 +112,8 @@ def next_deadline(queue: Queue) -> float | None:
                 expires_at = level[0].expires_at
                 if expires_at is not None and (deadline is None or expires_at < deadline):
                     deadline = expires_at
+    if queue.retry_at and (deadline is None or queue.retry_at < deadline):
+        deadline = queue.retry_at
     expires_ms = queue.settings.expires_ms
     if expires_ms is not None and not queue.consumers:
         unused_until = queue.last_used + expires_ms / 1000.0
@@ -117,6 +126,8 @@ def on_timer(queue: Queue, now: float) -> None:
     """Expire messages at the head and delete the queue if unused too long."""
     if queue._timed:
         queue._drop_expired(now)
+    if queue.retry_at and now >= queue.retry_at:
+        quorum.retry_held(queue, now)
     expires_ms = queue.settings.expires_ms
     if (
         expires_ms is not None

@@ -25,6 +25,7 @@ from rapidmq.core.errors import (
     AccessRefused,
     NotAllowed,
     NotFound,
+    NotImplementedFeature,
     PreconditionFailed,
 )
 from rapidmq.core.message import Message
@@ -338,6 +339,7 @@ class Session:
         ttl_ms = None if props.expiration is None else parse_expiration(props.expiration)
         headers = props.headers
         self.published += 1
+        exchange.published_in += 1
         if headers and ("CC" in headers or "BCC" in headers):
             keys, message = _sender_selected(message, headers)
             queues = vhost.route(exchange, message, keys)
@@ -364,9 +366,10 @@ class Session:
         if not queues:
             self.unroutable += 1
             return _UNROUTED
+        exchange.published_out += len(queues)
         rejected = False
         persist = vhost.persistence
-        if persist is None or props.delivery_mode != 2:
+        if persist is None or (props.delivery_mode != 2 and not vhost.storing_all):
             for queue in queues:
                 if not queue.publish(message, entry_keys, ttl_ms):
                     rejected = True
@@ -431,6 +434,8 @@ class Session:
                 f"invalid arg 'x-priority' for {target.resource}: "
                 f'"expected integer, got {amqp_type_name(priority)}"'
             )
+        if self.global_prefetch and target.settings.queue_type == "quorum":
+            raise NotImplementedFeature(f"{target.resource} does not support global qos")
         if target.exclusive_consumer is not None or (exclusive and target.consumers):
             raise AccessRefused(f"{target.resource} in exclusive use")
         tag = consumer_tag or random_name("amq.ctag-")
@@ -497,7 +502,7 @@ class Session:
         consumer.delivered += 1
         self.delivered += 1
         if consumer.no_ack:
-            queue.acked += 1
+            queue.delivered_no_ack += 1
         else:
             self._unacked[tag] = (entry, queue, consumer)
             consumer.unacked += 1

@@ -23,6 +23,7 @@ from rapidmq.core.message import Message
 from rapidmq.core.persistence import Persistence
 from rapidmq.core.policy import Policy
 from rapidmq.core.queue import Queue
+from rapidmq.core.quorum import check_queue_type
 from rapidmq.core.vhost_policies import VhostPolicies
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class VirtualHost:
         for xname, xtype in PREDECLARED_EXCHANGES:
             self.exchanges[xname] = Exchange(name, xname, xtype, durable=True)
         self.dead_letter_cycles_dropped = 0
+        #: Durable queues that store transient messages too (quorum queues).
+        self.storing_all = 0
         #: The vhost's limits (RabbitMQ's vhost-limits), set by the server; None = none.
         self.max_queues: int | None = None
         self.max_connections: int | None = None
@@ -233,6 +236,13 @@ class VirtualHost:
             existing.touch()
             return existing
         declared = parse_queue_arguments(arguments, resource)
+        check_queue_type(
+            arguments,
+            durable=durable,
+            exclusive=exclusive,
+            auto_delete=auto_delete,
+            resource=resource,
+        )
         settings = self.policies.queue_settings(name, arguments, declared)
         if self.max_queues is not None and len(self.queues) >= self.max_queues:
             raise PreconditionFailed(
@@ -561,13 +571,16 @@ class VirtualHost:
 
     def dead_letter(
         self, queue: Queue, message: Message, routing_keys: tuple[str, ...], reason: str
-    ) -> None:
-        """Republish a message that died in ``queue`` to its dead-letter exchange."""
+    ) -> bool:
+        """Republish a message that died in ``queue`` to its dead-letter exchange.
+
+        Returns True if some queue took it.
+        """
         settings = queue.settings
         assert settings.dead_letter_exchange is not None
         exchange = self.exchanges.get(settings.dead_letter_exchange)
         if exchange is None:
-            return
+            return False
         new, keys = dead_lettered(
             message,
             routing_keys,
@@ -580,11 +593,14 @@ class VirtualHost:
         targets = self.route(exchange, new, keys)
         headers = new.properties.headers or {}
         deaths = headers.get("x-death", [])
+        taken = False
         for target in list(targets):
             if reason != "rejected" and is_cycle(target.name, deaths):
                 self.dead_letter_cycles_dropped += 1
                 continue
-            target.publish(new, keys if len(keys) > 1 else None, None)
+            if target.publish(new, keys if len(keys) > 1 else None, None):
+                taken = True
+        return taken
 
     # -- timers -------------------------------------------------------------
 

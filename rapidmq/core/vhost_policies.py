@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rapidmq.core.arguments import QueueSettings
+from rapidmq.core.arguments import QueueSettings, resource_name
 from rapidmq.core.policy import (
     Policy,
     choose,
@@ -27,6 +27,7 @@ from rapidmq.core.policy import (
     exchange_alternate,
     queue_settings,
 )
+from rapidmq.core.quorum import effective_settings
 
 if TYPE_CHECKING:
     from rapidmq.core.durable import Recorder
@@ -175,7 +176,8 @@ class VhostPolicies:
     ) -> QueueSettings:
         """The effective settings a new queue starts with (nothing is remembered yet)."""
         applied = self._match(name, declared.queue_type)
-        return queue_settings(declared, arguments, applied.definition)
+        settings = queue_settings(declared, arguments, applied.definition)
+        return effective_settings(settings, resource_name("queue", name, self.vhost_name))
 
     def queue_added(self, name: str, arguments: Mapping[str, Any], declared: QueueSettings) -> None:
         """A queue now exists: follow it through later policy changes."""
@@ -240,7 +242,10 @@ class VhostPolicies:
             if settings is None:
                 settings = queue_settings(state.declared, state.arguments, applied.definition)
                 resolved[key] = settings
-            queue.apply_settings(settings)
+            # The quorum fallbacks hold whatever set the values (and log per queue).
+            queue.apply_settings(
+                effective_settings(settings, resource_name("queue", name, self.vhost_name))
+            )
             changed += 1
         for exchange in exchanges.values():
             if exchange.name:

@@ -445,6 +445,11 @@ def test_exchange_statistics(client: Client) -> None:
     s.declare_exchange("x", "topic", durable=True)
     s.declare_queue("q")
     s.bind_queue("q", "x", "a.#")
+    s.declare_queue("q2")
+    s.bind_queue("q2", "x", "a.*")
+    s.publish(msg("both", "a.b", "x"))
+    s.publish(msg("one", "a.b.c", "x"))
+    s.publish(msg("none", "b", "x"))
     assert client.connection.vhost.exchanges["x"].statistics() == {
         "name": "x",
         "vhost": "/",
@@ -453,6 +458,8 @@ def test_exchange_statistics(client: Client) -> None:
         "auto_delete": False,
         "internal": False,
         "arguments": {},
-        "bindings_as_source": 1,
+        "bindings_as_source": 2,
         "bindings_as_destination": 0,
+        "published_in": 3,
+        "published_out": 3,
     }

@@ -284,3 +284,28 @@ def test_live_policy_changes_leave_each_queue_as_if_declared_now(
         session.delete_queue(name)
         session.declare_queue(name, arguments=args)
     assert {name: queue.settings for name, queue in host.queues.items()} == live
+
+
+def test_quorum_fallbacks_hold_for_settings_a_policy_sets(broker: Broker, client: Client) -> None:
+    client.session.declare_queue(
+        "qq", durable=True, arguments={"x-queue-type": "quorum", "x-max-length": 1}
+    )
+    queue = vhost_of(broker).queues["qq"]
+    set_policy(broker, "dlx", {"overflow": "reject-publish-dlx"}, apply_to="quorum_queues")
+    assert queue.settings.overflow == "drop-head"  # as RabbitMQ's quorum queues act
+    set_policy(broker, "dlx", {"dead-letter-strategy": "at-least-once"}, apply_to="quorum_queues")
+    # at-least-once needs reject-publish: with the default drop-head it falls back.
+    assert (queue.settings.overflow, queue.settings.dead_letter_strategy) == (
+        "drop-head",
+        "at-most-once",
+    )
+    set_policy(
+        broker,
+        "dlx",
+        {"overflow": "reject-publish", "dead-letter-strategy": "at-least-once"},
+        apply_to="quorum_queues",
+    )
+    assert (queue.settings.overflow, queue.settings.dead_letter_strategy) == (
+        "reject-publish",
+        "at-least-once",
+    )
