@@ -35,7 +35,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EMPTY_PROPERTIES", "Message", "Properties"]
+__all__ = ["EMPTY_PROPERTIES", "Long", "Message", "Properties"]
+
+
+class Long(int):
+    """A header integer that AMQP carries as a signed 64-bit long (type ``l``)
+    whatever its size, as RabbitMQ types ``x-stream-offset``."""
+
+    __slots__ = ()
 
 
 @dataclass(slots=True)

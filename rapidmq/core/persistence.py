@@ -72,6 +72,7 @@ class Persistence:
         "pending",
         "queues",
         "store",
+        "streams",
         "wakeup",
         "wall_clock",
     )
@@ -99,6 +100,8 @@ class Persistence:
         self.paged_in = 0  # bodies read back
         self._page_bytes = 0  # page bytes in the current batch
         self.wall_clock: Callable[[], float] = time.time  # publish times of stored messages
+        # Stream queues that exist: while any does, a transient publish may be stored.
+        self.streams = 0
 
     @property
     def batch(self) -> int:
@@ -140,6 +143,45 @@ class Persistence:
         """Every message of the queue goes (deleted, or purged with nothing unacked)."""
         self.store.drop_queue(queue)
         self._touch()
+
+    # -- streams (see rapidmq.core.stream) ----------------------------------------------------
+
+    def stream_append(
+        self, stream: QueueKey, offset: int, message: Message, published_at_s: float, flags: int
+    ) -> None:
+        """Append one message to a stream's log in the current batch."""
+        if message is self._last_message:
+            data = self._last_data
+        else:
+            data = self.codec.encode(message, published_at_s)
+            self._last_message, self._last_data = message, data
+        self.store.streams.append(stream, offset, bytes((flags,)) + data)
+        self.adds += 1
+        self._touch()
+
+    def stream_trim(self, stream: QueueKey, before: int) -> None:
+        """Retention removed every offset below ``before``."""
+        self.store.streams.trim(stream, before)
+        self._touch()
+
+    def stream_drop(self, stream: QueueKey) -> None:
+        """The stream was deleted."""
+        self.store.streams.drop(stream)
+        self._touch()
+
+    def stream_read(self, stream: QueueKey, start: int, count: int) -> list[tuple[int, Message]]:
+        """Up to ``count`` messages of a stream from offset ``start`` on.
+
+        The current batch is committed first (unsynced, as the flusher would), so
+        that everything appended so far can be read.
+        """
+        if self.pending:
+            self.commit()
+        decode = self.codec.decode
+        return [
+            (offset, decode(record[1:]))
+            for offset, record in self.store.streams.read(stream, start, count)
+        ]
 
     # -- paging ------------------------------------------------------------------------------
 

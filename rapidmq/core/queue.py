@@ -331,6 +331,13 @@ class Queue:
             if not self.deleted:
                 self._dead_letter(entry.message, entry.routing_keys, reason)
 
+    def reject(self, entries: list[Entry], *, requeue: bool) -> None:
+        """basic.reject / basic.nack of delivered messages."""
+        if requeue:
+            self.requeue(entries)
+        else:
+            self.discard(entries, "rejected")
+
     def purge(self) -> int:
         """Drop every ready message; returns how many."""
         count = self.ready_count

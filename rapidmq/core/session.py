@@ -366,7 +366,7 @@ class Session:
             return _UNROUTED
         rejected = False
         persist = vhost.persistence
-        if persist is None or props.delivery_mode != 2:
+        if persist is None or (props.delivery_mode != 2 and not persist.streams):
             for queue in queues:
                 if not queue.publish(message, entry_keys, ttl_ms):
                     rejected = True
@@ -444,8 +444,8 @@ class Session:
             prefetch=self.consumer_prefetch,
             arguments=arguments,
         )
+        target.add_consumer(consumer, dispatch=dispatch)  # may refuse (a stream's checks)
         self.consumers[tag] = consumer
-        target.add_consumer(consumer, dispatch=dispatch)
         return tag
 
     def _consume_reply_queue(self, consumer_tag: str, no_ack: bool) -> str:
@@ -622,10 +622,7 @@ class Session:
             by_queue.setdefault(queue, []).append(entry)
         dispatch = self._release_credit(taken)
         for queue, entries in by_queue.items():
-            if requeue:
-                queue.requeue(entries)
-            else:
-                queue.discard(entries, "rejected")
+            queue.reject(entries, requeue=requeue)
         for queue in dispatch:
             queue.dispatch()
 

@@ -22,6 +22,8 @@ from rapidmq.core.exchange import Binding, Exchange, exchange_type
 from rapidmq.core.message import Message
 from rapidmq.core.persistence import Persistence
 from rapidmq.core.queue import Queue
+from rapidmq.core.stream import StreamQueue
+from rapidmq.core.stream_args import check_stream_declare
 
 if TYPE_CHECKING:
     from rapidmq.core.broker import CoreConnection
@@ -37,6 +39,8 @@ PREDECLARED_EXCHANGES = (
 )
 _PREDECLARED_NAMES = frozenset(name for name, _ in PREDECLARED_EXCHANGES)
 _DEFAULT_EXCHANGE_REFUSED = "operation not permitted on the default exchange"
+#: The class of each queue type that is not a classic queue.
+_QUEUE_CLASSES: dict[str, type[Queue]] = {"stream": StreamQueue}
 _SERVER_NAMED_REFUSED = {"quorum": "rabbit_quorum_queue", "stream": "rabbit_stream_queue"}
 
 
@@ -89,6 +93,11 @@ class VirtualHost:
         #: The vhost's limits (RabbitMQ's vhost-limits), set by the server; None = none.
         self.max_queues: int | None = None
         self.max_connections: int | None = None
+
+    @property
+    def wall_clock(self) -> Callable[[], float]:
+        """Seconds since the epoch (stream timestamps and retention by age)."""
+        return self._wall_clock
 
     def _exchange_resource(self, name: str) -> str:
         return resource_name("exchange", name, self.name)
@@ -227,12 +236,21 @@ class VirtualHost:
             existing.touch()
             return existing
         settings = parse_queue_arguments(arguments, resource)
+        if settings.queue_type == "stream":
+            check_stream_declare(
+                arguments,
+                QUEUE_ARGUMENT_KEYS,
+                resource,
+                durable=durable,
+                exclusive=exclusive,
+                auto_delete=auto_delete,
+            )
         if self.max_queues is not None and len(self.queues) >= self.max_queues:
             raise PreconditionFailed(
                 f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
                 f"({self.max_queues}) is reached"
             )
-        queue = Queue(
+        queue = _QUEUE_CLASSES.get(settings.queue_type, Queue)(
             self,
             name,
             durable=durable,
@@ -438,7 +456,7 @@ class VirtualHost:
         if record.name in self.queues:
             return False
         settings = parse_queue_arguments(record.arguments, self._queue_resource(record.name))
-        queue = Queue(
+        queue = _QUEUE_CLASSES.get(settings.queue_type, Queue)(
             self,
             record.name,
             durable=True,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from rapidmq.core.message import EMPTY_PROPERTIES, Properties
+from rapidmq.core.message import EMPTY_PROPERTIES, Long, Properties
 
 __all__ = [
     "EMPTY_ENCODED_PROPERTIES",
@@ -242,7 +242,7 @@ def _encode_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"t\x01" if value else b"t\x00"
     if isinstance(value, int):
-        return _encode_int(value)
+        return b"l" + _I64.pack(value) if type(value) is Long else _encode_int(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return b"x" + _U32.pack(len(value)) + bytes(value)
     if isinstance(value, float):

@@ -1,0 +1,184 @@
+"""Stream logs: the append-only records of stream queues, beside the message store.
+
+A stream's records are keyed by (stream, offset): ``encode_key((vhost, name))``
+followed by the offset as 8 big-endian bytes, so one stream is one contiguous
+key range in offset order.  A record is one flag byte (:data:`CHUNK_START` when
+the message opens a chunk, a batch of appends written together) followed by the
+stored form of the message.
+
+Appends, trims and drops go into the message store's current batch, so they
+are committed and synced by the same group commit as persistent messages, and
+a publisher confirm for a stream message waits for the same sync.  Reads see
+committed batches only; the broker commits before it reads.
+
+:class:`RocksStreamLog` keeps the records in the ``streams`` column family;
+:class:`MemoryStreamLog` keeps them in a dict, with the same batch semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
+
+import rocksdict
+
+from rapidmq.storage.api import StorageError
+from rapidmq.storage.records import encode_key, prefix_end
+
+if TYPE_CHECKING:
+    from rapidmq.storage.rocksdb import RocksMessageStore, _Database
+
+__all__ = ["CHUNK_START", "MemoryStreamLog", "RocksStreamLog", "StreamLog"]
+
+Stream = tuple[str, str]
+
+#: The flag byte of a record that opens a chunk.
+CHUNK_START = 0x01
+_OFFSET_BYTES = 8
+
+
+class StreamLog(Protocol):
+    """The records of every stream, written in the message store's batches."""
+
+    def append(self, stream: Stream, offset: int, record: bytes) -> None:
+        """Add one record in the current batch (no I/O)."""
+
+    def trim(self, stream: Stream, before: int) -> None:
+        """Delete every record below offset ``before`` in the current batch."""
+
+    def drop(self, stream: Stream) -> None:
+        """Delete every record of the stream in the current batch."""
+
+    def read(self, stream: Stream, start: int, count: int) -> list[tuple[int, bytes]]:
+        """Up to ``count`` committed records from offset ``start`` on, in order."""
+
+    def scan(self, stream: Stream) -> Iterator[tuple[int, bytes]]:
+        """Every committed record of the stream, in order (for recovery)."""
+
+
+def _offset_key(prefix: bytes, offset: int) -> bytes:
+    return prefix + offset.to_bytes(_OFFSET_BYTES, "big")
+
+
+class RocksStreamLog:
+    """Stream records in the ``streams`` column family of the RocksDB store."""
+
+    __slots__ = ("_database", "_prefixes", "_store")
+
+    def __init__(self, store: RocksMessageStore, database: _Database) -> None:
+        self._store = store
+        # Family objects and handles keep RocksDB open: they are looked up per call,
+        # so closing the store closes the database.
+        self._database = database
+        self._prefixes: dict[Stream, bytes] = {}
+
+    @property
+    def _handle(self) -> rocksdict.ColumnFamily:
+        return self._database.handles["streams"]
+
+    def _prefix(self, stream: Stream) -> bytes:
+        prefix = self._prefixes.get(stream)
+        if prefix is None:
+            prefix = self._prefixes[stream] = encode_key(stream)
+        return prefix
+
+    def append(self, stream: Stream, offset: int, record: bytes) -> None:
+        """Add one record in the current batch (no I/O)."""
+        self._store.batch.put(_offset_key(self._prefix(stream), offset), record, self._handle)
+
+    def trim(self, stream: Stream, before: int) -> None:
+        """Delete every record below offset ``before`` in the current batch."""
+        prefix = self._prefix(stream)
+        self._store.batch.delete_range(prefix, _offset_key(prefix, before), self._handle)
+
+    def drop(self, stream: Stream) -> None:
+        """Delete every record of the stream in the current batch."""
+        prefix = self._prefixes.pop(stream, None) or encode_key(stream)
+        self._store.batch.delete_range(prefix, prefix_end(prefix), self._handle)
+
+    def read(self, stream: Stream, start: int, count: int) -> list[tuple[int, bytes]]:
+        """Up to ``count`` committed records from offset ``start`` on, in order.
+
+        Raises:
+            StorageError: the read failed (a corrupted database).
+        """
+        prefix = self._prefix(stream)
+        size = len(prefix)
+        rows: list[tuple[int, bytes]] = []
+        iterator = self._database.family("streams").iter()
+        try:
+            iterator.seek(_offset_key(prefix, start))
+            while len(rows) < count and iterator.valid():
+                key: bytes = iterator.key()
+                if key[:size] != prefix:
+                    break
+                rows.append((int.from_bytes(key[size:], "big"), iterator.value()))
+                iterator.next()
+            iterator.status()
+        except Exception as exc:
+            raise StorageError(f"rapidmq: cannot read stream {stream}: {exc}") from None
+        finally:
+            del iterator
+        return rows
+
+    def scan(self, stream: Stream) -> Iterator[tuple[int, bytes]]:
+        """Every committed record of the stream, in order."""
+        start = 0
+        while True:
+            rows = self.read(stream, start, 4096)
+            yield from rows
+            if len(rows) < 4096:
+                return
+            start = rows[-1][0] + 1
+
+
+class MemoryStreamLog:
+    """Stream records in memory, applied when the store commits its batch."""
+
+    __slots__ = ("_defer", "_streams")
+
+    def __init__(self, defer: Callable[[Callable[[], None]], None]) -> None:
+        self._defer = defer  # adds an operation to the store's current batch
+        self._streams: dict[Stream, dict[int, bytes]] = {}
+
+    def append(self, stream: Stream, offset: int, record: bytes) -> None:
+        """Add one record in the current batch."""
+        self._defer(lambda: self._streams.setdefault(stream, {}).__setitem__(offset, record))
+
+    def trim(self, stream: Stream, before: int) -> None:
+        """Delete every record below offset ``before`` in the current batch."""
+
+        def apply() -> None:
+            records = self._streams.get(stream, {})
+            for offset in [o for o in records if o < before]:
+                del records[offset]
+
+        self._defer(apply)
+
+    def drop(self, stream: Stream) -> None:
+        """Delete every record of the stream in the current batch."""
+
+        def apply() -> None:
+            self._streams.pop(stream, None)
+
+        self._defer(apply)
+
+    def read(self, stream: Stream, start: int, count: int) -> list[tuple[int, bytes]]:
+        """Up to ``count`` committed records from offset ``start`` on, in order."""
+        records = self._streams.get(stream)
+        if not records:
+            return []
+        start = max(start, min(records))
+        rows = []
+        for offset in range(start, start + count):
+            record = records.get(offset)
+            if record is None:
+                break
+            rows.append((offset, record))
+        return rows
+
+    def scan(self, stream: Stream) -> Iterator[tuple[int, bytes]]:
+        """Every committed record of the stream, in order."""
+        records = self._streams.get(stream, {})
+        for offset in sorted(records):
+            yield offset, records[offset]
