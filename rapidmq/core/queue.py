@@ -46,6 +46,9 @@ __all__ = ["PAGE_IN_BATCH", "Entry", "PagedOut", "PagedTransient", "Queue"]
 class Queue:
     """One queue of a virtual host."""
 
+    #: Whether basic.consume's ``exclusive`` is honoured (streams ignore it, as RabbitMQ's).
+    exclusive_consumers = True
+
     def __init__(
         self,
         vhost: VirtualHost,

@@ -431,7 +431,9 @@ class Session:
                 f"invalid arg 'x-priority' for {target.resource}: "
                 f'"expected integer, got {amqp_type_name(priority)}"'
             )
-        if target.exclusive_consumer is not None or (exclusive and target.consumers):
+        if target.exclusive_consumer is not None or (
+            exclusive and target.consumers and target.exclusive_consumers
+        ):
             raise AccessRefused(f"{target.resource} in exclusive use")
         tag = consumer_tag or random_name("amq.ctag-")
         consumer = Consumer(

@@ -80,6 +80,8 @@ class _Reader:
 class StreamQueue(Queue):
     """One stream of a virtual host."""
 
+    exclusive_consumers = False
+
     def __init__(
         self,
         vhost: VirtualHost,
@@ -346,8 +348,6 @@ class StreamQueue(Queue):
             )
         self._readers[consumer] = _Reader(self._start(start))
         self.consumers.append(consumer)
-        if consumer.exclusive:
-            self.exclusive_consumer = consumer
         self.had_consumer = True
         if dispatch:
             self._feed(consumer)
@@ -357,8 +357,6 @@ class StreamQueue(Queue):
         if self._readers.pop(consumer, None) is None:
             return
         self.consumers.remove(consumer)
-        if self.exclusive_consumer is consumer:
-            self.exclusive_consumer = None
         if not self.consumers:
             self.last_used = self._clock()
 
