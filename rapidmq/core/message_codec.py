@@ -55,10 +55,11 @@ class MessageCodec:
         self._last_props: tuple[bytes, Properties] | None = None
         self._last_names: tuple[bytes, int, str, str] = (b"", 0, "", "")
 
-    def encode(self, message: Message, published_at_s: float = 0.0) -> bytes:
+    def encode(self, message: Message, published_at_s: float = 0.0, prefix: bytes = b"") -> bytes:
         """The stored form of ``message``, published at wall-clock ``published_at_s``.
 
-        ``published_at_s`` is seconds since the epoch; 0 means unknown.
+        ``published_at_s`` is seconds since the epoch; 0 means unknown.  ``prefix``
+        goes before it in the same copy (a stream's flag byte).
         """
         props = message.encoded_properties
         if props is None:
@@ -72,6 +73,7 @@ class MessageCodec:
         body = message.body
         return b"".join(
             (
+                prefix,
                 _HEADER.pack(
                     _VERSION,
                     flags,
@@ -89,6 +91,25 @@ class MessageCodec:
                 extra,
             )
         )
+
+    @staticmethod
+    def record_facts(data: bytes, offset: int = 0) -> tuple[float | None, int]:
+        """The publish time and body size of the record at ``offset`` of ``data``,
+        without decoding it (a stream's index at start-up).
+
+        Raises:
+            ValueError: not a stored message of a known version.
+        """
+        try:
+            version = data[offset]
+            if version == _VERSION:
+                fields = _HEADER.unpack_from(data, offset)
+                return (fields[7] or None), fields[5]
+            if version == 1:
+                return None, _HEADER_V1.unpack_from(data, offset)[5]
+        except (struct.error, IndexError) as exc:
+            raise ValueError(f"truncated stored message: {exc}") from None
+        raise ValueError(f"stored message of unknown version {version}")
 
     def decode(self, data: bytes) -> Message:
         """The message stored as ``data``.

@@ -51,6 +51,7 @@ QueueKey = tuple[str, str]
 #: Pages are committed (unsynced) every this many bytes while paging out, so the
 #: store's batch never holds much of what paging frees.
 PAGE_COMMIT_BYTES = 4 << 20
+_FLAG_BYTES = [bytes((flags,)) for flags in range(256)]
 
 
 class Persistence:
@@ -150,12 +151,8 @@ class Persistence:
         self, stream: QueueKey, offset: int, message: Message, published_at_s: float, flags: int
     ) -> None:
         """Append one message to a stream's log in the current batch."""
-        if message is self._last_message:
-            data = self._last_data
-        else:
-            data = self.codec.encode(message, published_at_s)
-            self._last_message, self._last_data = message, data
-        self.store.streams.append(stream, offset, bytes((flags,)) + data)
+        record = self.codec.encode(message, published_at_s, _FLAG_BYTES[flags])
+        self.store.streams.append(stream, offset, record)
         self.adds += 1
         self._touch()
 

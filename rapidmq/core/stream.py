@@ -234,12 +234,12 @@ class StreamQueue(Queue):
         """Rebuild the chunk and segment index from the stored log (at start-up)."""
         store = self._persistence
         assert store is not None
-        decode = store.codec.decode_record
+        facts = store.codec.record_facts
         first = None
         for offset, record in store.store.streams.scan(self.key):
             if first is None:
                 first = self.first = offset
-            _, published_at, size = decode(record[1:], with_body=False)
+            published_at, size = facts(record, 1)
             chunk = bool(record[0] & CHUNK_START) or offset == first
             self._append(offset, size, published_at or 0.0, chunk)
         self._cache_first = self.next

@@ -105,20 +105,19 @@ class RocksStreamLog:
         prefix = self._prefix(stream)
         size = len(prefix)
         rows: list[tuple[int, bytes]] = []
-        iterator = self._database.family("streams").iter()
+        items = self._database.family("streams").items(from_key=_offset_key(prefix, start))
         try:
-            iterator.seek(_offset_key(prefix, start))
-            while len(rows) < count and iterator.valid():
-                key: bytes = iterator.key()
+            for key, record in items:
+                assert isinstance(key, bytes) and isinstance(record, bytes)  # raw mode
                 if key[:size] != prefix:
                     break
-                rows.append((int.from_bytes(key[size:], "big"), iterator.value()))
-                iterator.next()
-            iterator.status()
+                rows.append((int.from_bytes(key[size:], "big"), record))
+                if len(rows) == count:
+                    break
         except Exception as exc:
             raise StorageError(f"rapidmq: cannot read stream {stream}: {exc}") from None
         finally:
-            del iterator
+            del items
         return rows
 
     def scan(self, stream: Stream) -> Iterator[tuple[int, bytes]]:
