@@ -40,15 +40,25 @@ _UNSTORED_ANNOTATIONS = frozenset({"published_at"})
 class MessageCodec:
     """Turns a :class:`Message` into the bytes a ``MessageStore`` keeps, and back."""
 
-    __slots__ = ("_decode_properties", "_encode_properties", "_last_names", "_last_props")
+    __slots__ = (
+        "_decode_properties",
+        "_encode_properties",
+        "_last_names",
+        "_last_props",
+        "long_header_writer",
+    )
 
     def __init__(
         self,
         encode_properties: Callable[[Properties], bytes],
         decode_properties: Callable[[bytes], Properties],
+        long_header_writer: Callable[[bytes, str], Callable[[int], bytes] | None] | None = None,
     ) -> None:
         self._encode_properties = encode_properties
         self._decode_properties = decode_properties
+        # Sets one long header in encoded properties without encoding them all again
+        # (a stream's x-stream-offset on every delivery); None: encode them.
+        self.long_header_writer = long_header_writer
         # Recovery decodes runs of messages alike: the last properties and names are
         # shared with the next message that has the same bytes (a recovered queue of a
         # million messages then holds one Properties, not a million).

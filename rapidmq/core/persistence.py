@@ -166,8 +166,8 @@ class Persistence:
         self.store.streams.drop(stream)
         self._touch()
 
-    def stream_read(self, stream: QueueKey, start: int, count: int) -> list[tuple[int, Message]]:
-        """Up to ``count`` messages of a stream from offset ``start`` on.
+    def stream_read(self, stream: QueueKey, start: int, count: int) -> list[Message]:
+        """The messages at offsets ``start`` to ``start + count - 1`` of a stream's log.
 
         The current batch is committed first (unsynced, as the flusher would), so
         that everything appended so far can be read.
@@ -175,10 +175,7 @@ class Persistence:
         if self.pending:
             self.commit()
         decode = self.codec.decode
-        return [
-            (offset, decode(record[1:]))
-            for offset, record in self.store.streams.read(stream, start, count)
-        ]
+        return [decode(record[1:]) for record in self.store.streams.read(stream, start, count)]
 
     # -- paging ------------------------------------------------------------------------------
 

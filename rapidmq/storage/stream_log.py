@@ -18,6 +18,7 @@ committed batches only; the broker commits before it reads.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING, Protocol
 
 import rocksdict
@@ -49,8 +50,13 @@ class StreamLog(Protocol):
     def drop(self, stream: Stream) -> None:
         """Delete every record of the stream in the current batch."""
 
-    def read(self, stream: Stream, start: int, count: int) -> list[tuple[int, bytes]]:
-        """Up to ``count`` committed records from offset ``start`` on, in order."""
+    def read(self, stream: Stream, start: int, count: int) -> list[bytes]:
+        """The committed records at offsets ``start`` to ``start + count - 1``, every
+        one of which the caller knows is there.
+
+        Raises:
+            StorageError: a record is missing, or the read failed.
+        """
 
     def scan(self, stream: Stream) -> Iterator[tuple[int, bytes]]:
         """Every committed record of the stream, in order (for recovery)."""
@@ -96,39 +102,41 @@ class RocksStreamLog:
         prefix = self._prefixes.pop(stream, None) or encode_key(stream)
         self._store.batch.delete_range(prefix, prefix_end(prefix), self._handle)
 
-    def read(self, stream: Stream, start: int, count: int) -> list[tuple[int, bytes]]:
-        """Up to ``count`` committed records from offset ``start`` on, in order.
+    def read(self, stream: Stream, start: int, count: int) -> list[bytes]:
+        """The committed records at offsets ``start`` to ``start + count - 1``.
 
         Raises:
-            StorageError: the read failed (a corrupted database).
+            StorageError: a record is missing, or the read failed.
         """
         prefix = self._prefix(stream)
+        family = self._database.family("streams")
+        try:
+            # Offsets are contiguous: the records are the next ``count`` values.
+            records = list(islice(family.values(from_key=_offset_key(prefix, start)), count))
+            last = family.get(_offset_key(prefix, start + count - 1)) if records else None
+        except Exception as exc:
+            raise StorageError(f"rapidmq: cannot read stream {stream}: {exc}") from None
+        if len(records) != count or records[-1] != last:
+            raise StorageError(
+                f"rapidmq: stream {stream} lacks offsets {start}..{start + count - 1}"
+            )
+        return records
+
+    def scan(self, stream: Stream) -> Iterator[tuple[int, bytes]]:
+        """Every committed record of the stream, in order."""
+        prefix = self._prefix(stream)
         size = len(prefix)
-        rows: list[tuple[int, bytes]] = []
-        items = self._database.family("streams").items(from_key=_offset_key(prefix, start))
+        items = self._database.family("streams").items(from_key=prefix)
         try:
             for key, record in items:
                 assert isinstance(key, bytes) and isinstance(record, bytes)  # raw mode
                 if key[:size] != prefix:
-                    break
-                rows.append((int.from_bytes(key[size:], "big"), record))
-                if len(rows) == count:
-                    break
+                    return
+                yield int.from_bytes(key[size:], "big"), record
+        except StorageError:
+            raise
         except Exception as exc:
             raise StorageError(f"rapidmq: cannot read stream {stream}: {exc}") from None
-        finally:
-            del items
-        return rows
-
-    def scan(self, stream: Stream) -> Iterator[tuple[int, bytes]]:
-        """Every committed record of the stream, in order."""
-        start = 0
-        while True:
-            rows = self.read(stream, start, 4096)
-            yield from rows
-            if len(rows) < 4096:
-                return
-            start = rows[-1][0] + 1
 
 
 class MemoryStreamLog:
@@ -162,19 +170,13 @@ class MemoryStreamLog:
 
         self._defer(apply)
 
-    def read(self, stream: Stream, start: int, count: int) -> list[tuple[int, bytes]]:
-        """Up to ``count`` committed records from offset ``start`` on, in order."""
-        records = self._streams.get(stream)
-        if not records:
-            return []
-        start = max(start, min(records))
-        rows = []
-        for offset in range(start, start + count):
-            record = records.get(offset)
-            if record is None:
-                break
-            rows.append((offset, record))
-        return rows
+    def read(self, stream: Stream, start: int, count: int) -> list[bytes]:
+        """The committed records at offsets ``start`` to ``start + count - 1``."""
+        records = self._streams.get(stream, {})
+        try:
+            return [records[offset] for offset in range(start, start + count)]
+        except KeyError as exc:
+            raise StorageError(f"rapidmq: stream {stream} lacks offset {exc}") from None
 
     def scan(self, stream: Stream) -> Iterator[tuple[int, bytes]]:
         """Every committed record of the stream, in order."""

@@ -14,12 +14,16 @@ from rapidmq.core.errors import NotImplementedFeature, PreconditionFailed
 from rapidmq.core.message_codec import MessageCodec
 from rapidmq.core.persistence import Persistence
 from rapidmq.core.stream import StreamQueue
-from rapidmq.protocols.amqp091.properties import decode_properties, encode_properties
+from rapidmq.protocols.amqp091.properties import (
+    decode_properties,
+    encode_properties,
+    long_header_writer,
+)
 from rapidmq.storage import open_stores
 from rapidmq.storage.memory import MemoryMessageStore, MemoryMetadataStore
 
 STREAM = {"x-queue-type": "stream"}
-CODEC = MessageCodec(encode_properties, decode_properties)
+CODEC = MessageCodec(encode_properties, decode_properties, long_header_writer)
 
 
 @pytest.fixture
