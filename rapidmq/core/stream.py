@@ -38,9 +38,10 @@ from rapidmq.core.arguments import QueueSettings
 from rapidmq.core.consumer import Consumer
 from rapidmq.core.entry import Entry
 from rapidmq.core.errors import NotImplementedFeature, PreconditionFailed
-from rapidmq.core.message import Long, Message, Properties
+from rapidmq.core.message import Message
 from rapidmq.core.queue import Queue
 from rapidmq.core.stream_args import StartAt, parse_stream_offset
+from rapidmq.core.stream_delivery import OffsetStamp
 from rapidmq.storage.stream_log import CHUNK_START
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamQueue"]
 
-OFFSET_HEADER = "x-stream-offset"
 #: Body bytes of the newest messages kept in memory when the log is in a store.
 CACHE_BYTES = 16 << 20
 #: Messages a reader behind the cache reads from the store at once.
@@ -109,9 +109,7 @@ class StreamQueue(Queue):
         if persist is not None and persist.queues.get(self.key) is self:
             del persist.queues[self.key]  # a stream never pages
         self._persistence = persist
-        self._header_writers = None if persist is None else persist.codec.long_header_writer
-        self._writer_for = b""
-        self._writer: Callable[[int], bytes] | None = None
+        self._stamp = OffsetStamp(None if persist is None else persist.codec.long_header_writer)
         self.first = 0  # the oldest retained offset
         self.next = 0  # the offset the next message gets
         self.count = 0
@@ -294,61 +292,21 @@ class StreamQueue(Queue):
         offset = reader.offset
         if offset < self.first:
             offset = self.first  # retention passed it
+        stamp, message_at, deliver = self._stamp, self._message_at, session.deliver
         while offset < self.next:
             if session.blocked or consumer.unacked >= prefetch:
                 break
             if global_prefetch and session.global_unacked >= global_prefetch:
                 break
-            entry = Entry(
-                self._with_offset(self._message_at(reader, offset), offset), offset, None, None
-            )
+            entry = Entry(stamp(message_at(reader, offset), offset), offset, None, None)
             offset += 1
             reader.offset = offset
             self.delivered += 1
             self.unacked_count += 1
-            session.deliver(consumer, self, entry)
+            deliver(consumer, self, entry)
         reader.offset = offset
         if reader.ahead and offset >= self._cache_first:
             reader.ahead = []
-
-    def _with_offset(self, message: Message, offset: int) -> Message:
-        """``message`` as delivered: its headers carry ``x-stream-offset``.
-
-        The encoded properties get the header spliced in where the codec can (so the
-        AMQP front end does not encode every property again for every delivery).
-        """
-        p = message.properties
-        value = Long(offset)
-        headers = p.headers
-        props = Properties(
-            p.content_type,
-            p.content_encoding,
-            {**headers, OFFSET_HEADER: value} if headers else {OFFSET_HEADER: value},
-            p.delivery_mode,
-            p.priority,
-            p.correlation_id,
-            p.reply_to,
-            p.expiration,
-            p.message_id,
-            p.timestamp,
-            p.type,
-            p.user_id,
-            p.app_id,
-            p.cluster_id,
-        )
-        encoded = message.encoded_properties
-        if encoded is not None and self._header_writers is not None:
-            # Messages alike share the writer made for the last encoding seen.
-            if encoded != self._writer_for:
-                self._writer_for = encoded
-                self._writer = self._header_writers(encoded, OFFSET_HEADER)
-            writer = self._writer
-            encoded = None if writer is None else writer(offset)
-        else:
-            encoded = None
-        return Message(
-            message.exchange, message.routing_key, message.body, props, encoded, message.annotations
-        )
 
     # -- consumers ----------------------------------------------------------
 
