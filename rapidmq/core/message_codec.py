@@ -121,6 +121,58 @@ class MessageCodec:
             raise ValueError(f"truncated stored message: {exc}") from None
         raise ValueError(f"stored message of unknown version {version}")
 
+    def decode_all(self, records: list[bytes], skip: int = 0) -> list[Message]:
+        """The messages stored in ``records``, each starting ``skip`` bytes in (a
+        stream's flag byte): :meth:`decode` in one loop, for a stream read.
+
+        Raises:
+            ValueError: a record is not a stored message of a known version.
+        """
+        messages = []
+        unpack = _HEADER.unpack_from
+        size = _HEADER.size
+        last_names, last_props = self._last_names, self._last_props
+        for data in records:
+            if data[skip] != _VERSION:
+                messages.append(self.decode(data[skip:]))
+                continue
+            try:
+                _, flags, n_exchange, n_key, n_props, n_body, n_extra, _ = unpack(data, skip)
+            except struct.error as exc:
+                raise ValueError(f"truncated stored message: {exc}") from None
+            start = skip + size
+            names_end = start + n_exchange + n_key
+            body_start = names_end + n_props
+            body_end = body_start + n_body
+            if body_end + n_extra != len(data):
+                raise ValueError(f"stored message of {len(data) - skip} bytes, its header differs")
+            raw_names = data[start:names_end]
+            if raw_names != last_names[0] or n_exchange != last_names[1]:
+                last_names = (
+                    raw_names,
+                    n_exchange,
+                    raw_names[:n_exchange].decode(),
+                    raw_names[n_exchange:].decode(),
+                )
+            props = data[names_end:body_start]
+            if last_props is None or props != last_props[0]:
+                last_props = (props, self._decode_properties(props))
+            annotations = None
+            if flags & _HAS_ANNOTATIONS:
+                annotations = _decode_annotations(data[body_end : body_end + n_extra])
+            messages.append(
+                Message(
+                    last_names[2],
+                    last_names[3],
+                    data[body_start:body_end],
+                    last_props[1],
+                    last_props[0],
+                    annotations,
+                )
+            )
+        self._last_names, self._last_props = last_names, last_props
+        return messages
+
     def decode(self, data: bytes) -> Message:
         """The message stored as ``data``.
 

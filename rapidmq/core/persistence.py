@@ -174,8 +174,7 @@ class Persistence:
         """
         if self.pending:
             self.commit()
-        decode = self.codec.decode
-        return [decode(record[1:]) for record in self.store.streams.read(stream, start, count)]
+        return self.codec.decode_all(self.store.streams.read(stream, start, count), 1)
 
     # -- paging ------------------------------------------------------------------------------
 

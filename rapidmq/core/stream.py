@@ -293,12 +293,20 @@ class StreamQueue(Queue):
         if offset < self.first:
             offset = self.first  # retention passed it
         stamp, message_at, deliver = self._stamp, self._message_at, session.deliver
+        cache, cache_first = self._cache, self._cache_first
         while offset < self.next:
             if session.blocked or consumer.unacked >= prefetch:
                 break
             if global_prefetch and session.global_unacked >= global_prefetch:
                 break
-            entry = Entry(stamp(message_at(reader, offset), offset), offset, None, None)
+            index = offset - reader.ahead_first
+            if offset >= cache_first:
+                message = cache[offset - cache_first]
+            elif 0 <= index < len(reader.ahead):
+                message = reader.ahead[index]
+            else:
+                message = message_at(reader, offset)
+            entry = Entry(stamp(message, offset), offset, None, None)
             offset += 1
             reader.offset = offset
             self.delivered += 1

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from core_support import Client, FakeClock, connect, msg
 
-from rapidmq.core import Broker
+from rapidmq.core import Broker, Message, Properties
 from rapidmq.core.errors import NotImplementedFeature, PreconditionFailed
 from rapidmq.core.message_codec import MessageCodec
 from rapidmq.core.persistence import Persistence
@@ -395,3 +395,25 @@ def test_a_reader_far_behind_reads_from_the_store_in_order(
     finally:
         store.close()
         metadata.close()
+
+
+def test_a_batch_decode_of_stream_records_equals_decoding_each() -> None:
+    messages = [
+        Message("x", "k", b"one", Properties(delivery_mode=2)),
+        Message("x", "k", b"two", Properties(delivery_mode=2)),
+        Message("", "other", b"", Properties(headers={"h": [1, "a"]}, priority=4)),
+        Message("x", "k", b"four", Properties(), annotations={"qos": 1, "retain": True}),
+    ]
+    records = [b"\x01" + CODEC.encode(m, 1_700_000_000.0) for m in messages]
+    decoded = CODEC.decode_all(records, 1)
+    expected = [CODEC.decode(record[1:]) for record in records]
+    seen = [
+        (m.exchange, m.routing_key, m.body, m.properties, m.encoded_properties, m.annotations)
+        for m in decoded
+    ]
+    assert seen == [
+        (m.exchange, m.routing_key, m.body, m.properties, m.encoded_properties, m.annotations)
+        for m in expected
+    ]
+    with pytest.raises(ValueError):
+        CODEC.decode_all([records[0][:-1]], 1)
