@@ -15,6 +15,7 @@ from typing import Any
 
 import aio_pika
 import anyio
+import httpx
 import pika
 import pika.exceptions
 import pytest
@@ -171,3 +172,31 @@ async def test_aio_pika_reads_a_stream_from_first_with_offsets(tmp_path: Path) -
                         if len(got) == 10:
                             break
         assert got == [(f"m{i}".encode(), {"n": i, "x-stream-offset": i}) for i in range(10)]
+
+
+def test_the_http_api_shows_a_stream_with_its_log_length(tmp_path: Path) -> None:
+    with BrokerProcess("--bind", "127.0.0.1", data_dir=str(tmp_path / "data")) as broker:
+        connection, ch = _channel(broker)
+        ch.queue_declare("s", durable=True, arguments=STREAM)
+        ch.confirm_delivery()
+        for i in range(3):
+            ch.basic_publish("", "s", f"m{i}".encode())
+        declared = ch.queue_declare("s", passive=True).method.message_count
+        connection.close()
+        read(broker, "first", 3, prefetch=1)  # reading removes nothing
+        url = f"http://127.0.0.1:{broker.http_port}/api/queues/%2F/s"
+        shown = httpx.get(url, auth=("guest", "guest"), timeout=10).json()
+        assert (declared, {key: shown[key] for key in SHOWN}) == (
+            0,
+            {
+                "type": "stream",
+                "durable": True,
+                "arguments": STREAM,
+                "messages": 3,
+                "messages_ready": 3,
+                "messages_unacknowledged": 0,
+            },
+        )
+
+
+SHOWN = ("type", "durable", "arguments", "messages", "messages_ready", "messages_unacknowledged")
