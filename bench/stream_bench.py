@@ -2,7 +2,8 @@
 
 Cases (1 KB bodies, raw-socket clients from amqp_raw):
   publish  one publisher in confirm mode, at most ``--window`` unconfirmed, publish
-           only: confirmed messages/s (first send to last confirm)
+           only: confirmed messages/s (first send to last confirm), and the broker's
+           peak RSS
   read     ``--read-messages`` are published with confirms first (not timed), then one
            consumer reads them from ``x-stream-offset: first`` with basic.qos
            ``--prefetch`` and one basic.ack(multiple) every ``--ack-every``:
@@ -46,13 +47,16 @@ def run_publish(target: Target, messages: int, window: int, timeout_s: float) ->
     publisher = RawConnection.open(target.host, target.port)
     try:
         declare_stream(admin, name)
+        peak = PeakResident(target.pid) if target.pid else None
         result = publish_confirmed(publisher, name, messages, window, timeout_s)
+        peak_bytes = peak.stop() if peak else None
         return {
             "case": "publish",
             "target": target.name,
             "messages": messages,
             "rate": messages / (result["span_ns"] / 1e9),
             "nacked": result["nacked"],
+            "peak_rss_mb": None if peak_bytes is None else peak_bytes / 1e6,
         }
     finally:
         publisher.close(wait=False)
