@@ -29,8 +29,6 @@ sessions and the vhost (it is one, for typing), overriding every path.
 
 from __future__ import annotations
 
-from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +38,9 @@ from rapidmq.core.entry import Entry
 from rapidmq.core.errors import NotImplementedFeature, PreconditionFailed
 from rapidmq.core.message import Message
 from rapidmq.core.queue import Queue
-from rapidmq.core.stream_args import StartAt, parse_stream_offset
+from rapidmq.core.stream_args import parse_stream_offset
 from rapidmq.core.stream_delivery import OffsetStamp
+from rapidmq.core.stream_index import StreamIndex
 from rapidmq.storage.stream_log import CHUNK_START
 
 if TYPE_CHECKING:
@@ -54,16 +53,6 @@ __all__ = ["StreamQueue"]
 CACHE_BYTES = 16 << 20
 #: Messages a reader behind the cache reads from the store at once.
 READ_AHEAD = 512
-
-
-class _Segment:
-    __slots__ = ("bytes", "count", "first", "last_ts")
-
-    def __init__(self, first: int, now_s: float) -> None:
-        self.first = first
-        self.bytes = 0
-        self.count = 0
-        self.last_ts = now_s
 
 
 class _Reader:
@@ -110,18 +99,11 @@ class StreamQueue(Queue):
             del persist.queues[self.key]  # a stream never pages
         self._persistence = persist
         self._stamp = OffsetStamp(None if persist is None else persist.codec.long_header_writer)
-        self.first = 0  # the oldest retained offset
-        self.next = 0  # the offset the next message gets
-        self.count = 0
-        self.total_bytes = 0
+        self._index = StreamIndex(settings)
         self._cache: list[Message] = []  # _cache[0] is at offset _cache_first
         self._cache_first = 0
         self._cache_bytes = 0
-        self._chunk_first = array("q")
-        self._chunk_ts = array("d")
-        self._chunk_base = 0
         self._last_batch = -1
-        self._segments: list[_Segment] = []
         self._readers: dict[Consumer, _Reader] = {}
         self.apply_settings(settings)
         if persist is not None:
@@ -131,12 +113,9 @@ class StreamQueue(Queue):
     def apply_settings(self, settings: QueueSettings) -> None:
         """Take new retention settings (a policy changed); they apply from now on."""
         self.settings = settings
-        self._max_bytes = settings.max_length_bytes
-        self._max_age_s = settings.max_age_s
-        self._segment_bytes = max(1, settings.stream_max_segment_size_bytes)
-        if self._segments:
-            self._retain(self._wall())
-            self._watch()
+        self._index.configure(settings)
+        self._retain(self._wall())
+        self._watch()
 
     # -- the log ------------------------------------------------------------
 
@@ -144,7 +123,7 @@ class StreamQueue(Queue):
         self, message: Message, routing_keys: tuple[str, ...] | None, ttl_ms: int | None
     ) -> bool:
         """Append one message (TTLs do not apply to streams)."""
-        offset = self.next
+        offset = self._index.next
         now = self._wall()
         store = self._persistence
         if store is None:
@@ -154,7 +133,9 @@ class StreamQueue(Queue):
             chunk_start = batch != self._last_batch
             self._last_batch = batch
             store.stream_append(self.key, offset, message, now, CHUNK_START if chunk_start else 0)
-        self._append(offset, len(message.body), now, chunk_start)
+        if self._index.append(offset, len(message.body), now, chunk_start):
+            self._retain(now)
+            self._watch()
         self.published += 1
         self._cache.append(message)
         if store is not None:
@@ -164,26 +145,6 @@ class StreamQueue(Queue):
         if self.consumers:
             self.dispatch()
         return True
-
-    def _append(self, offset: int, size: int, now: float, chunk: bool) -> None:
-        self.next = offset + 1
-        self.count += 1
-        self.total_bytes += size
-        segments = self._segments
-        closed = False
-        if chunk:
-            self._chunk_first.append(offset)
-            self._chunk_ts.append(now)
-            if not segments or segments[-1].bytes >= self._segment_bytes:
-                closed = bool(segments)
-                segments.append(_Segment(offset, now))
-        segment = segments[-1]
-        segment.bytes += size
-        segment.count += 1
-        segment.last_ts = now
-        if closed:
-            self._retain(now)
-            self._watch()
 
     def _evict(self) -> None:
         """Drop the oldest cached messages while the cache is over its size."""
@@ -198,30 +159,10 @@ class StreamQueue(Queue):
         del cache[:drop]
 
     def _retain(self, now: float) -> None:
-        """Remove the oldest closed segments while over a limit."""
-        segments = self._segments
-        max_bytes, max_age = self._max_bytes, self._max_age_s
-        removed = 0
-        while len(segments) - removed > 1:
-            oldest = segments[removed]
-            if not (
-                (max_bytes is not None and self.total_bytes > max_bytes)
-                or (max_age is not None and oldest.last_ts < now - max_age)
-            ):
-                break
-            removed += 1
-            self.total_bytes -= oldest.bytes
-            self.count -= oldest.count
-        if not removed:
+        """Apply retention; trim the cache and the stored log to the new first offset."""
+        if not self._index.retain(now):
             return
-        del segments[:removed]
-        first = self.first = segments[0].first
-        chunks = self._chunk_first
-        cut = bisect_left(chunks, first, self._chunk_base)
-        self._chunk_base = cut
-        if cut > len(chunks) // 2:
-            del chunks[:cut], self._chunk_ts[:cut]
-            self._chunk_base = 0
+        first = self._index.first
         if self._cache_first < first:
             drop = min(first - self._cache_first, len(self._cache))
             for message in self._cache[:drop]:
@@ -236,31 +177,14 @@ class StreamQueue(Queue):
         store = self._persistence
         assert store is not None
         facts = store.codec.record_facts
-        first = None
+        append = self._index.append
         for offset, record in store.store.streams.scan(self.key):
-            if first is None:
-                first = self.first = offset
             published_at, size = facts(record, 1)
-            chunk = bool(record[0] & CHUNK_START) or offset == first
-            self._append(offset, size, published_at or 0.0, chunk)
-        self._cache_first = self.next
+            append(offset, size, published_at or 0.0, bool(record[0] & CHUNK_START))
+        self._cache_first = self._index.next
+        self._watch()
 
     # -- readers --------------------------------------------------------------
-
-    def _start(self, start: StartAt) -> int:
-        kind = start.kind
-        if kind == "first":
-            return self.first
-        if kind == "next":
-            return self.next
-        chunks = self._chunk_first
-        base = self._chunk_base
-        if kind == "last":
-            return chunks[-1] if len(chunks) > base else self.next
-        if kind == "offset":
-            return max(start.offset, self.first)
-        index = bisect_left(self._chunk_ts, start.time_s, base)
-        return chunks[index] if index < len(chunks) else self.next
 
     def _message_at(self, reader: _Reader, offset: int) -> Message:
         index = offset - self._cache_first
@@ -290,20 +214,21 @@ class StreamQueue(Queue):
         prefetch = consumer.prefetch
         global_prefetch = session.global_prefetch
         offset = reader.offset
-        if offset < self.first:
-            offset = self.first  # retention passed it
+        index = self._index
+        if offset < index.first:
+            offset = index.first  # retention passed it
         stamp, message_at, deliver = self._stamp, self._message_at, session.deliver
         cache, cache_first = self._cache, self._cache_first
-        while offset < self.next:
+        while offset < index.next:
             if session.blocked or consumer.unacked >= prefetch:
                 break
             if global_prefetch and session.global_unacked >= global_prefetch:
                 break
-            index = offset - reader.ahead_first
+            ahead = offset - reader.ahead_first
             if offset >= cache_first:
                 message = cache[offset - cache_first]
-            elif 0 <= index < len(reader.ahead):
-                message = reader.ahead[index]
+            elif 0 <= ahead < len(reader.ahead):
+                message = reader.ahead[ahead]
             else:
                 message = message_at(reader, offset)
             entry = Entry(stamp(message, offset), offset, None, None)
@@ -337,7 +262,7 @@ class StreamQueue(Queue):
             raise PreconditionFailed(
                 f"invalid arg 'x-priority' for {self.resource} of queue type rabbit_stream_queue"
             )
-        self._readers[consumer] = _Reader(self._start(start))
+        self._readers[consumer] = _Reader(self._index.start(start))
         self.consumers.append(consumer)
         self.had_consumer = True
         if dispatch:
@@ -386,14 +311,14 @@ class StreamQueue(Queue):
     # -- timers and lifecycle -----------------------------------------------
 
     def _watch(self) -> None:
-        if self._max_age_s is not None and len(self._segments) > 1:
+        if self._index.age_deadline() is not None:
             self.vhost.watch(self)
 
     def next_deadline(self) -> float | None:
         """When the oldest closed segment passes ``x-max-age`` (monotonic clock)."""
-        if self._max_age_s is None or len(self._segments) < 2:
+        expires = self._index.age_deadline()
+        if expires is None:
             return None
-        expires = self._segments[0].last_ts + self._max_age_s
         return self._clock() + max(0.0, expires - self._wall())
 
     def on_timer(self, now: float) -> None:
@@ -409,21 +334,37 @@ class StreamQueue(Queue):
         self.exclusive_consumer = None
         self._readers.clear()
         self._cache = []
-        self._segments = []
+        self._index = StreamIndex(self.settings)
         return consumers
 
     def statistics(self) -> dict[str, Any]:
         """As RabbitMQ's API shows a stream: its messages are the log's length."""
+        index = self._index
         return super().statistics() | {
             "type": "stream",
-            "messages": self.count,
-            "messages_ready": self.count,
+            "messages": index.count,
+            "messages_ready": index.count,
             "messages_unacknowledged": 0,
-            "message_bytes_ready": self.total_bytes,
-            "first_offset": self.first,
-            "next_offset": self.next,
-            "segments": len(self._segments),
+            "message_bytes_ready": index.total_bytes,
+            "first_offset": index.first,
+            "next_offset": index.next,
+            "segments": len(index.segments),
         }
+
+    @property
+    def first(self) -> int:
+        """The oldest retained offset."""
+        return self._index.first
+
+    @property
+    def next(self) -> int:
+        """The offset the next message gets."""
+        return self._index.next
+
+    @property
+    def count(self) -> int:
+        """Messages retained."""
+        return self._index.count
 
     def __repr__(self) -> str:
         return f"StreamQueue({self.name!r}, first={self.first}, next={self.next})"
