@@ -417,3 +417,42 @@ def test_a_batch_decode_of_stream_records_equals_decoding_each() -> None:
     ]
     with pytest.raises(ValueError):
         CODEC.decode_all([records[0][:-1]], 1)
+
+
+def test_a_reader_that_retention_passed_resumes_at_the_first_retained_offset(
+    client: Client,
+) -> None:
+    declare(client, **{"x-stream-max-segment-size-bytes": 2, "x-max-length-bytes": 4})
+    publish(client, "aa")
+    consume(client, "first", prefetch=1)
+    assert bodies(client) == [b"aa"]
+    publish(client, *(f"{i}{i}" for i in range(1, 6)))  # segments of one; two are kept
+    client.session.ack(1)
+    assert [(b, o) for _, _, b, o in delivered(client)] == [(b"44", 4)]
+
+
+def test_closing_a_session_releases_its_stream_deliveries_and_deleting_cancels_readers(
+    broker: Broker, client: Client
+) -> None:
+    queue = declare(client)
+    publish(client, "a", "b")
+    reader = connect(broker)
+    consume(reader, "first")
+    assert (queue.unacked_count, queue.statistics()["consumers"]) == (2, 1)
+    reader.session.close()
+    assert (queue.unacked_count, queue.statistics()["consumers"]) == (0, 0)
+    other = connect(broker)
+    consume(other, "first", tag="o")
+    client.session.delete_queue("s")
+    assert other.sink.take()[-1] == ("cancelled", "o")
+    assert "s" not in client.session.vhost.queues
+
+
+def test_a_global_prefetch_also_limits_stream_deliveries(client: Client) -> None:
+    declare(client)
+    publish(client, *(f"m{i}" for i in range(5)))
+    client.session.set_prefetch(2, global_=True)
+    consume(client, "first", prefetch=10)
+    assert bodies(client) == [b"m0", b"m1"]
+    client.session.ack(2, multiple=True)
+    assert bodies(client) == [b"m2", b"m3"]
