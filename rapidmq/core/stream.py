@@ -123,8 +123,10 @@ class StreamQueue(Queue):
         self, message: Message, routing_keys: tuple[str, ...] | None, ttl_ms: int | None
     ) -> bool:
         """Append one message (TTLs do not apply to streams)."""
-        offset = self._index.next
+        index = self._index
+        offset = index.next
         now = self._wall()
+        size = len(message.body)
         store = self._persistence
         if store is None:
             chunk_start = True
@@ -133,13 +135,13 @@ class StreamQueue(Queue):
             chunk_start = batch != self._last_batch
             self._last_batch = batch
             store.stream_append(self.key, offset, message, now, CHUNK_START if chunk_start else 0)
-        if self._index.append(offset, len(message.body), now, chunk_start):
+        if index.append(offset, size, now, chunk_start):
             self._retain(now)
             self._watch()
         self.published += 1
         self._cache.append(message)
         if store is not None:
-            self._cache_bytes += len(message.body)
+            self._cache_bytes += size
             if self._cache_bytes > CACHE_BYTES:
                 self._evict()
         if self.consumers:

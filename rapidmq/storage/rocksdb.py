@@ -236,6 +236,7 @@ class RocksMessageStore:
         "_no_sync",
         "_pages",
         "_prefixes",
+        "_stream_log",
         "_syncs",
         "streams",
     )
@@ -262,7 +263,8 @@ class RocksMessageStore:
         self._durable = 0
         self._syncs = 0
         self._closed = False
-        self.streams: StreamLog = RocksStreamLog(self, database)
+        self._stream_log = RocksStreamLog(self, database)
+        self.streams: StreamLog = self._stream_log
 
     @property
     def batch(self) -> rocksdict.WriteBatch:
@@ -459,6 +461,7 @@ class RocksMessageStore:
             self._closed = True
             # Handles keep RocksDB open: drop them before the last release closes it.
             del self._messages, self._delivered, self._pages
+            self._stream_log.close()
             self._batch = rocksdict.WriteBatch(raw_mode=True)
             self._database.release()
 

@@ -69,18 +69,19 @@ def _offset_key(prefix: bytes, offset: int) -> bytes:
 class RocksStreamLog:
     """Stream records in the ``streams`` column family of the RocksDB store."""
 
-    __slots__ = ("_database", "_prefixes", "_store")
+    __slots__ = ("_database", "_handle", "_last", "_prefixes", "_store")
 
     def __init__(self, store: RocksMessageStore, database: _Database) -> None:
         self._store = store
-        # Family objects and handles keep RocksDB open: they are looked up per call,
-        # so closing the store closes the database.
         self._database = database
+        # A handle keeps RocksDB open: the store drops it when it closes (close()).
+        self._handle: rocksdict.ColumnFamily | None = database.handles["streams"]
         self._prefixes: dict[Stream, bytes] = {}
+        self._last: tuple[Stream, bytes] = (("", ""), b"")  # the last stream appended to
 
-    @property
-    def _handle(self) -> rocksdict.ColumnFamily:
-        return self._database.handles["streams"]
+    def close(self) -> None:
+        """Drop the column family handle (the store is closing)."""
+        self._handle = None
 
     def _prefix(self, stream: Stream) -> bytes:
         prefix = self._prefixes.get(stream)
@@ -90,17 +91,29 @@ class RocksStreamLog:
 
     def append(self, stream: Stream, offset: int, record: bytes) -> None:
         """Add one record in the current batch (no I/O)."""
-        self._store.batch.put(_offset_key(self._prefix(stream), offset), record, self._handle)
+        last_stream, prefix = self._last
+        if stream is not last_stream:
+            prefix = self._prefix(stream)
+            self._last = (stream, prefix)
+        key = prefix + offset.to_bytes(_OFFSET_BYTES, "big")
+        self._store.batch.put(key, record, self._family_handle())
+
+    def _family_handle(self) -> rocksdict.ColumnFamily:
+        handle = self._handle
+        if handle is None:
+            raise StorageError("rapidmq: the store is closed")
+        return handle
 
     def trim(self, stream: Stream, before: int) -> None:
         """Delete every record below offset ``before`` in the current batch."""
         prefix = self._prefix(stream)
-        self._store.batch.delete_range(prefix, _offset_key(prefix, before), self._handle)
+        self._store.batch.delete_range(prefix, _offset_key(prefix, before), self._family_handle())
 
     def drop(self, stream: Stream) -> None:
         """Delete every record of the stream in the current batch."""
         prefix = self._prefixes.pop(stream, None) or encode_key(stream)
-        self._store.batch.delete_range(prefix, prefix_end(prefix), self._handle)
+        self._last = (("", ""), b"")
+        self._store.batch.delete_range(prefix, prefix_end(prefix), self._family_handle())
 
     def read(self, stream: Stream, start: int, count: int) -> list[bytes]:
         """The committed records at offsets ``start`` to ``start + count - 1``.
