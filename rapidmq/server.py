@@ -65,7 +65,11 @@ from rapidmq.process import (
     resident_bytes,
 )
 from rapidmq.protocols.amqp091.connection import AMQPConnection, AMQPSettings
-from rapidmq.protocols.amqp091.properties import decode_properties, encode_properties
+from rapidmq.protocols.amqp091.properties import (
+    decode_properties,
+    encode_properties,
+    long_header_writer,
+)
 from rapidmq.protocols.mqtt.connection import MQTTConnection, MQTTSettings
 from rapidmq.protocols.mqtt.state import MQTTState
 from rapidmq.storage import open_stores
@@ -281,7 +285,7 @@ class Server:
         metadata, messages = open_stores(s.data_dir, s.storage)
         self.metadata, self.messages = metadata, messages
         try:
-            codec = MessageCodec(encode_properties, decode_properties)
+            codec = MessageCodec(encode_properties, decode_properties, long_header_writer)
             persistence = Persistence(messages, codec)
             broker = Broker(
                 metadata=metadata, persistence=persistence, default_vhost=s.default_vhost

@@ -99,8 +99,9 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
     """One queue as RabbitMQ's API lists it."""
     vhost = queue.vhost.name
     key = ("queue", vhost, queue.name)
-    ready = queue.ready_count
-    unacked = queue.unacked_count
+    figures = queue.statistics()  # a stream counts its log, not ready messages
+    ready = figures["messages_ready"]
+    unacked = figures["messages_unacknowledged"]
     gauges = {
         "messages": ready + unacked,
         "messages_ready": ready,
@@ -121,7 +122,7 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
         "arguments": queue.arguments,
         "node": server.node_name,
         "state": "running",
-        "type": "classic",
+        "type": queue.settings.queue_type,
         **server.rates.stats(key, gauges, {name: name for name in _GAUGES}),
         "message_bytes": ready_bytes,
         "message_bytes_ready": ready_bytes,

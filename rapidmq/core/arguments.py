@@ -238,8 +238,8 @@ def parse_max_age(text: str) -> int | None:
     """``7D``, ``1h``, ``30m`` as seconds; None when the text is not such a value."""
     unit = _AGE_UNITS.get(text[-1:])
     digits = text[:-1]
-    if unit is None or not digits.isascii() or not digits.isdigit():
-        return None
+    if unit is None or not digits.isascii() or not digits.isdigit() or not int(digits):
+        return None  # RabbitMQ refuses a zero age ("0s") as well
     return int(digits) * unit
 
 

@@ -41,9 +41,10 @@ __all__ = ["EMPTY_PROPERTIES", "Long", "Message", "Properties"]
 class Long(int):
     """An integer header value written as AMQP's 64-bit signed ``long``, whatever its size.
 
-    RabbitMQ types the counts it adds to messages (``x-delivery-count``) as
-    longs, and a client may read them as such (a Java client casts to Long);
-    a plain ``int`` is written in the smallest width that holds it.
+    RabbitMQ types the values it adds to messages (``x-delivery-count``,
+    ``x-stream-offset``) as longs, and a client may read them as such (a Java
+    client casts to Long); a plain ``int`` is written in the smallest width
+    that holds it.
     """
 
     __slots__ = ()

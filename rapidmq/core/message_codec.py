@@ -40,25 +40,36 @@ _UNSTORED_ANNOTATIONS = frozenset({"published_at"})
 class MessageCodec:
     """Turns a :class:`Message` into the bytes a ``MessageStore`` keeps, and back."""
 
-    __slots__ = ("_decode_properties", "_encode_properties", "_last_names", "_last_props")
+    __slots__ = (
+        "_decode_properties",
+        "_encode_properties",
+        "_last_names",
+        "_last_props",
+        "long_header_writer",
+    )
 
     def __init__(
         self,
         encode_properties: Callable[[Properties], bytes],
         decode_properties: Callable[[bytes], Properties],
+        long_header_writer: Callable[[bytes, str], Callable[[int], bytes] | None] | None = None,
     ) -> None:
         self._encode_properties = encode_properties
         self._decode_properties = decode_properties
+        # Sets one long header in encoded properties without encoding them all again
+        # (a stream's x-stream-offset on every delivery); None: encode them.
+        self.long_header_writer = long_header_writer
         # Recovery decodes runs of messages alike: the last properties and names are
         # shared with the next message that has the same bytes (a recovered queue of a
         # million messages then holds one Properties, not a million).
         self._last_props: tuple[bytes, Properties] | None = None
         self._last_names: tuple[bytes, int, str, str] = (b"", 0, "", "")
 
-    def encode(self, message: Message, published_at_s: float = 0.0) -> bytes:
+    def encode(self, message: Message, published_at_s: float = 0.0, prefix: bytes = b"") -> bytes:
         """The stored form of ``message``, published at wall-clock ``published_at_s``.
 
-        ``published_at_s`` is seconds since the epoch; 0 means unknown.
+        ``published_at_s`` is seconds since the epoch; 0 means unknown.  ``prefix``
+        goes before it in the same copy (a stream's flag byte).
         """
         props = message.encoded_properties
         if props is None:
@@ -72,6 +83,7 @@ class MessageCodec:
         body = message.body
         return b"".join(
             (
+                prefix,
                 _HEADER.pack(
                     _VERSION,
                     flags,
@@ -89,6 +101,77 @@ class MessageCodec:
                 extra,
             )
         )
+
+    @staticmethod
+    def record_facts(data: bytes, offset: int = 0) -> tuple[float | None, int]:
+        """The publish time and body size of the record at ``offset`` of ``data``,
+        without decoding it (a stream's index at start-up).
+
+        Raises:
+            ValueError: not a stored message of a known version.
+        """
+        try:
+            version = data[offset]
+            if version == _VERSION:
+                fields = _HEADER.unpack_from(data, offset)
+                return (fields[7] or None), fields[5]
+            if version == 1:
+                return None, _HEADER_V1.unpack_from(data, offset)[5]
+        except (struct.error, IndexError) as exc:
+            raise ValueError(f"truncated stored message: {exc}") from None
+        raise ValueError(f"stored message of unknown version {version}")
+
+    def decode_all(self, records: list[bytes], skip: int = 0) -> list[Message]:
+        """The messages stored in ``records``, each starting ``skip`` bytes in (a
+        stream's flag byte): :meth:`decode` in one loop, for a stream read.
+
+        Raises:
+            ValueError: a record is not a stored message of a known version.
+        """
+        messages = []
+        unpack = _HEADER.unpack_from
+        size = _HEADER.size
+        last_names, last_props = self._last_names, self._last_props
+        for data in records:
+            if data[skip] != _VERSION:
+                messages.append(self.decode(data[skip:]))
+                continue
+            try:
+                _, flags, n_exchange, n_key, n_props, n_body, n_extra, _ = unpack(data, skip)
+            except struct.error as exc:
+                raise ValueError(f"truncated stored message: {exc}") from None
+            start = skip + size
+            names_end = start + n_exchange + n_key
+            body_start = names_end + n_props
+            body_end = body_start + n_body
+            if body_end + n_extra != len(data):
+                raise ValueError(f"stored message of {len(data) - skip} bytes, its header differs")
+            raw_names = data[start:names_end]
+            if raw_names != last_names[0] or n_exchange != last_names[1]:
+                last_names = (
+                    raw_names,
+                    n_exchange,
+                    raw_names[:n_exchange].decode(),
+                    raw_names[n_exchange:].decode(),
+                )
+            props = data[names_end:body_start]
+            if last_props is None or props != last_props[0]:
+                last_props = (props, self._decode_properties(props))
+            annotations = None
+            if flags & _HAS_ANNOTATIONS:
+                annotations = _decode_annotations(data[body_end : body_end + n_extra])
+            messages.append(
+                Message(
+                    last_names[2],
+                    last_names[3],
+                    data[body_start:body_end],
+                    last_props[1],
+                    last_props[0],
+                    annotations,
+                )
+            )
+        self._last_names, self._last_props = last_names, last_props
+        return messages
 
     def decode(self, data: bytes) -> Message:
         """The message stored as ``data``.

@@ -51,6 +51,7 @@ QueueKey = tuple[str, str]
 #: Pages are committed (unsynced) every this many bytes while paging out, so the
 #: store's batch never holds much of what paging frees.
 PAGE_COMMIT_BYTES = 4 << 20
+_FLAG_BYTES = [bytes((flags,)) for flags in range(256)]
 
 
 class Persistence:
@@ -72,6 +73,7 @@ class Persistence:
         "pending",
         "queues",
         "store",
+        "streams",
         "wakeup",
         "wall_clock",
     )
@@ -140,6 +142,37 @@ class Persistence:
         """Every message of the queue goes (deleted, or purged with nothing unacked)."""
         self.store.drop_queue(queue)
         self._touch()
+
+    # -- streams (see rapidmq.core.stream) ----------------------------------------------------
+
+    def stream_append(
+        self, stream: QueueKey, offset: int, message: Message, published_at_s: float, flags: int
+    ) -> None:
+        """Append one message to a stream's log in the current batch."""
+        record = self.codec.encode(message, published_at_s, _FLAG_BYTES[flags])
+        self.store.streams.append(stream, offset, record)
+        self.adds += 1
+        self._touch()
+
+    def stream_trim(self, stream: QueueKey, before: int) -> None:
+        """Retention removed every offset below ``before``."""
+        self.store.streams.trim(stream, before)
+        self._touch()
+
+    def stream_drop(self, stream: QueueKey) -> None:
+        """The stream was deleted."""
+        self.store.streams.drop(stream)
+        self._touch()
+
+    def stream_read(self, stream: QueueKey, start: int, count: int) -> list[Message]:
+        """The messages at offsets ``start`` to ``start + count - 1`` of a stream's log.
+
+        The current batch is committed first (unsynced, as the flusher would), so
+        that everything appended so far can be read.
+        """
+        if self.pending:
+            self.commit()
+        return self.codec.decode_all(self.store.streams.read(stream, start, count), 1)
 
     # -- paging ------------------------------------------------------------------------------
 

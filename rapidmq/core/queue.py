@@ -46,6 +46,9 @@ __all__ = ["PAGE_IN_BATCH", "Entry", "PagedOut", "PagedTransient", "Queue"]
 class Queue:
     """One queue of a virtual host."""
 
+    #: Whether basic.consume's ``exclusive`` is honoured (streams ignore it, as RabbitMQ's).
+    exclusive_consumers = True
+
     def __init__(
         self,
         vhost: VirtualHost,
@@ -355,6 +358,13 @@ class Queue:
                 self._unstore(entry)
             if not self.deleted:
                 self._dead_letter(entry.message, entry.routing_keys, reason)
+
+    def reject(self, entries: list[Entry], *, requeue: bool) -> None:
+        """basic.reject / basic.nack of delivered messages."""
+        if requeue:
+            self.requeue(entries)
+        else:
+            self.discard(entries, "rejected")
 
     def purge(self) -> int:
         """Drop every ready message; returns how many."""

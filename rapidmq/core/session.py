@@ -436,7 +436,9 @@ class Session:
             )
         if self.global_prefetch and target.settings.queue_type == "quorum":
             raise NotImplementedFeature(f"{target.resource} does not support global qos")
-        if target.exclusive_consumer is not None or (exclusive and target.consumers):
+        if target.exclusive_consumer is not None or (
+            exclusive and target.consumers and target.exclusive_consumers
+        ):
             raise AccessRefused(f"{target.resource} in exclusive use")
         tag = consumer_tag or random_name("amq.ctag-")
         consumer = Consumer(
@@ -449,8 +451,8 @@ class Session:
             prefetch=self.consumer_prefetch,
             arguments=arguments,
         )
+        target.add_consumer(consumer, dispatch=dispatch)  # may refuse (a stream's checks)
         self.consumers[tag] = consumer
-        target.add_consumer(consumer, dispatch=dispatch)
         return tag
 
     def _consume_reply_queue(self, consumer_tag: str, no_ack: bool) -> str:
@@ -627,10 +629,7 @@ class Session:
             by_queue.setdefault(queue, []).append(entry)
         dispatch = self._release_credit(taken)
         for queue, entries in by_queue.items():
-            if requeue:
-                queue.requeue(entries)
-            else:
-                queue.discard(entries, "rejected")
+            queue.reject(entries, requeue=requeue)
         for queue in dispatch:
             queue.dispatch()
 

@@ -24,6 +24,7 @@ from rapidmq.core.persistence import Persistence
 from rapidmq.core.policy import Policy
 from rapidmq.core.queue import Queue
 from rapidmq.core.quorum import check_queue_type
+from rapidmq.core.stream import StreamQueue
 from rapidmq.core.vhost_policies import VhostPolicies
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ PREDECLARED_EXCHANGES = (
 )
 _PREDECLARED_NAMES = frozenset(name for name, _ in PREDECLARED_EXCHANGES)
 _DEFAULT_EXCHANGE_REFUSED = "operation not permitted on the default exchange"
+#: The class of each queue type that is not a classic queue.
+_QUEUE_CLASSES: dict[str, type[Queue]] = {"stream": StreamQueue}
 _SERVER_NAMED_REFUSED = {"quorum": "rabbit_quorum_queue", "stream": "rabbit_stream_queue"}
 
 
@@ -96,6 +99,11 @@ class VirtualHost:
         #: The vhost's limits (RabbitMQ's vhost-limits), set by the server; None = none.
         self.max_queues: int | None = None
         self.max_connections: int | None = None
+
+    @property
+    def wall_clock(self) -> Callable[[], float]:
+        """Seconds since the epoch (stream timestamps and retention by age)."""
+        return self._wall_clock
 
     def _exchange_resource(self, name: str) -> str:
         return resource_name("exchange", name, self.name)
@@ -249,7 +257,7 @@ class VirtualHost:
                 f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
                 f"({self.max_queues}) is reached"
             )
-        queue = Queue(
+        queue = _QUEUE_CLASSES.get(settings.queue_type, Queue)(
             self,
             name,
             durable=durable,
@@ -500,7 +508,7 @@ class VirtualHost:
             return False
         declared = parse_queue_arguments(record.arguments, self._queue_resource(record.name))
         settings = self.policies.queue_settings(record.name, record.arguments, declared)
-        queue = Queue(
+        queue = _QUEUE_CLASSES.get(settings.queue_type, Queue)(
             self,
             record.name,
             durable=True,

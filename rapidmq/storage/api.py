@@ -32,9 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rapidmq.errors import RapidMQError
+
+if TYPE_CHECKING:
+    from rapidmq.storage.stream_log import StreamLog
 
 __all__ = [
     "FORMAT_VERSION",
@@ -155,6 +158,9 @@ class MessageStore(Protocol):
 
     def drop_pages(self, queue: tuple[str, str]) -> None:
         """Delete every page of a purged or deleted queue in the current batch."""
+
+    #: The records of stream queues, written in this store's batches.
+    streams: StreamLog
 
     def statistics(self) -> dict[str, Any]:
         """Bytes on disk (total and per queue), messages, batches, syncs."""

@@ -41,7 +41,7 @@ LOCK_FILE = "LOCK"
 FORMAT_FILE = "FORMAT"
 DB_DIR = "db"
 #: The column families of the database (besides "default", which holds FORMAT_KEY).
-COLUMN_FAMILIES = ("meta", "messages", "delivered")
+COLUMN_FAMILIES = ("meta", "messages", "delivered", "streams")
 FORMAT_KEY = b"format"
 #: The memtable size of the default column family (pages).
 PAGES_WRITE_BUFFER_BYTES = 8 << 20

@@ -22,6 +22,7 @@ from rapidmq.storage.records import (
     kind_prefix,
     record_key,
 )
+from rapidmq.storage.stream_log import MemoryStreamLog, StreamLog
 
 __all__ = ["MemoryMessageStore", "MemoryMetadataStore", "MessageIndex"]
 
@@ -141,6 +142,7 @@ class MemoryMessageStore:
         "_messages",
         "_pages",
         "_syncs",
+        "streams",
     )
 
     keeps_pages = False  # pages would stay in memory: the broker does not page through it
@@ -154,6 +156,10 @@ class MemoryMessageStore:
         self._committed = 0
         self._durable = 0
         self._syncs = 0
+        self.streams: StreamLog = MemoryStreamLog(self._defer)
+
+    def _defer(self, operation: Callable[[], None]) -> None:
+        self._batch.append(operation)
 
     def add(self, queue: Queue, seq: int, data: bytes) -> None:
         """Add to the current batch (no I/O)."""

@@ -11,7 +11,9 @@ families:
 - ``meta``: metadata records, key ``encode_key((kind, *key))``, value tagged JSON;
 - ``messages``: key ``encode_key((vhost, queue)) + seq`` (8 bytes, big-endian),
   so one queue's messages are contiguous and in order; value the message data;
-- ``delivered``: the same keys, empty values, for messages handed to a consumer.
+- ``delivered``: the same keys, empty values, for messages handed to a consumer;
+- ``streams``: the records of stream queues (see :mod:`rapidmq.storage.stream_log`),
+  written in the same batches.
 
 Metadata writes are synced when they return: they are rare.  Message changes
 accumulate in a ``WriteBatch`` on the loop thread (no I/O); ``commit`` writes
@@ -53,6 +55,7 @@ from rapidmq.storage.records import (
     prefix_end,
     record_key,
 )
+from rapidmq.storage.stream_log import RocksStreamLog, StreamLog
 
 __all__ = ["PAGE_PREFIX", "RocksMessageStore", "RocksMetadataStore", "open_rocksdb"]
 
@@ -233,7 +236,9 @@ class RocksMessageStore:
         "_no_sync",
         "_pages",
         "_prefixes",
+        "_stream_log",
         "_syncs",
+        "streams",
     )
 
     def __init__(self, database: _Database) -> None:
@@ -258,6 +263,13 @@ class RocksMessageStore:
         self._durable = 0
         self._syncs = 0
         self._closed = False
+        self._stream_log = RocksStreamLog(self, database)
+        self.streams: StreamLog = self._stream_log
+
+    @property
+    def batch(self) -> rocksdict.WriteBatch:
+        """The current batch, which the stream log writes into as well."""
+        return self._batch
 
     def _key(self, queue: Queue, seq: int) -> bytes:
         prefix = self._prefixes.get(queue)
@@ -449,6 +461,7 @@ class RocksMessageStore:
             self._closed = True
             # Handles keep RocksDB open: drop them before the last release closes it.
             del self._messages, self._delivered, self._pages
+            self._stream_log.close()
             self._batch = rocksdict.WriteBatch(raw_mode=True)
             self._database.release()
 

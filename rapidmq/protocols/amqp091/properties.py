@@ -22,12 +22,14 @@ from rapidmq.core.message import EMPTY_PROPERTIES, Long, Properties
 
 __all__ = [
     "EMPTY_ENCODED_PROPERTIES",
+    "add_long_header",
     "decode_properties",
     "decode_shortstr",
     "decode_table",
     "encode_properties",
     "encode_shortstr",
     "encode_table",
+    "long_header_writer",
 ]
 
 EMPTY_ENCODED_PROPERTIES = b"\x00\x00"
@@ -242,7 +244,7 @@ def _encode_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"t\x01" if value else b"t\x00"
     if isinstance(value, int):
-        return _encode_int(value) if type(value) is not Long else b"l" + _I64.pack(value)
+        return b"l" + _I64.pack(value) if type(value) is Long else _encode_int(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return b"x" + _U32.pack(len(value)) + bytes(value)
     if isinstance(value, float):
@@ -298,6 +300,61 @@ def encode_properties(properties: Properties) -> bytes:
             parts.append(encode_table(value))
     parts[0] = _U16.pack(flags)
     return b"".join(parts)
+
+
+_HEADERS_FLAG = 0x2000
+_LONG_ENTRY = struct.Struct(">Bq")  # type letter "l" and the value
+
+
+def add_long_header(encoded: bytes, key: str, value: int) -> bytes | None:
+    """``encoded`` properties with a header ``key`` carried as a long (``l``), spliced
+    into the bytes instead of encoding every property again; None when ``key`` may
+    already be there (then encode the properties).
+
+    The entry goes after the existing ones: a field table's order carries no meaning.
+    """
+    flags = _U16.unpack_from(encoded, 0)[0]
+    pos = 2
+    for flag in (0x8000, 0x4000):  # content type, content encoding: shortstrs
+        if flags & flag:
+            pos += 1 + encoded[pos]
+    raw_key = key.encode()
+    entry = bytes((len(raw_key),)) + raw_key + _LONG_ENTRY.pack(ord("l"), value)
+    if not flags & _HEADERS_FLAG:
+        return b"".join(
+            (
+                _U16.pack(flags | _HEADERS_FLAG),
+                encoded[2:pos],
+                _U32.pack(len(entry)),
+                entry,
+                encoded[pos:],
+            )
+        )
+    size = _U32.unpack_from(encoded, pos)[0]
+    end = pos + 4 + size
+    if entry[: 1 + len(raw_key)] in encoded[pos + 4 : end]:
+        return None
+    return b"".join(
+        (encoded[:pos], _U32.pack(size + len(entry)), encoded[pos + 4 : end], entry, encoded[end:])
+    )
+
+
+def long_header_writer(encoded: bytes, key: str) -> Callable[[int], bytes] | None:
+    """A function giving ``encoded`` with the long header ``key`` set to its argument:
+    the bytes around the value are joined once, so each call is one concatenation.
+    None when :func:`add_long_header` cannot splice it."""
+    spliced = add_long_header(encoded, key, 0)
+    if spliced is None:
+        return None
+    raw_key = key.encode()
+    at = spliced.rindex(bytes((len(raw_key),)) + raw_key + b"l") + len(raw_key) + 2
+    head, tail = spliced[:at], spliced[at + 8 :]
+    pack = _I64.pack
+
+    def write(value: int) -> bytes:
+        return head + pack(value) + tail
+
+    return write
 
 
 def decode_properties(data: bytes) -> Properties:

@@ -15,6 +15,7 @@ import pytest
 import rocksdict
 
 from rapidmq.storage import StorageError, open_stores
+from rapidmq.storage.datadir import COLUMN_FAMILIES
 
 
 def _open_and_close(data_dir: Path) -> None:
@@ -115,8 +116,7 @@ def test_a_newer_format_in_the_database_is_refused_without_the_format_file(
     messages.close()
     metadata.close()
     options = rocksdict.Options(raw_mode=True)
-    families = {name: rocksdict.Options(raw_mode=True) for name in ("meta", "messages")}
-    families["delivered"] = rocksdict.Options(raw_mode=True)
+    families = {name: rocksdict.Options(raw_mode=True) for name in COLUMN_FAMILIES}
     db = rocksdict.Rdict(str(data_dir / "db"), options, column_families=families)
     db[b"format"] = b"7"
     db.close()
