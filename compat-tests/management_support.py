@@ -31,6 +31,7 @@ __all__ = [
     "Cleanup",
     "Reply",
     "enc",
+    "fresh_client",
     "keys_of",
     "management_reachable",
     "normalize",
@@ -61,6 +62,21 @@ class Reply:
     headers: httpx.Headers
 
 
+def fresh_client(base_url: str, timeout_s: float = HTTP_TIMEOUT_S) -> httpx.Client:
+    """An HTTP client, logged in as guest, that opens a connection per request.
+
+    RabbitMQ's web server may close a kept-alive connection after answering a
+    refused request without reading its body; the next request on it would
+    then fail with "Server disconnected", which is no answer to compare.
+    """
+    return httpx.Client(
+        base_url=base_url,
+        auth=("guest", "guest"),
+        timeout=timeout_s,
+        headers={"connection": "close"},
+    )
+
+
 class Api:
     """One broker's management API, logged in as guest unless told otherwise."""
 
@@ -68,9 +84,7 @@ class Api:
         self.name = name
         self.base_url = base_url
         self.amqp_port = amqp_port
-        self.client = httpx.Client(
-            base_url=base_url, auth=("guest", "guest"), timeout=HTTP_TIMEOUT_S
-        )
+        self.client = fresh_client(base_url)
 
     def close(self) -> None:
         self.client.close()

@@ -16,7 +16,13 @@ import httpx
 import pika
 import pika.exceptions
 import pytest
-from management_support import RABBITMQ_AMQP_PORT, RABBITMQ_API_URL, management_reachable, token
+from management_support import (
+    RABBITMQ_AMQP_PORT,
+    RABBITMQ_API_URL,
+    fresh_client,
+    management_reachable,
+    token,
+)
 
 from rapidmq.testing import BrokerProcess
 
@@ -43,7 +49,7 @@ def rabbitmq_target() -> Target:
 @contextlib.contextmanager
 def world(url: str, tok: str) -> Iterator[httpx.Client]:
     """A vhost ``tok`` with a user ``tok-u`` (password ``pw``) granted everything in it."""
-    with httpx.Client(base_url=url, auth=("guest", "guest"), timeout=10) as api:
+    with fresh_client(url, timeout_s=10) as api:
         api.put(f"/api/vhosts/{tok}").raise_for_status()
         api.put(f"/api/users/{tok}-u", json={"password": "pw", "tags": ""}).raise_for_status()
         grant = {"configure": ".*", "write": ".*", "read": ".*"}
