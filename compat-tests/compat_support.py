@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +13,11 @@ import pika
 import pika.exceptions
 
 CLIENT_TIMEOUT_S = 5.0
+
+
+#: The ``observe_both`` fixture: a scenario run on RabbitMQ and on RapidMQ, giving
+#: (RabbitMQ's observation, RapidMQ's).
+ObserveBoth = Callable[[Callable[["Scratch"], Any]], tuple[Any, Any]]
 
 
 @dataclass(frozen=True, slots=True)

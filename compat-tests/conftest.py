@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from compat_support import BrokerEndpoint, Scratch, _endpoint
+from compat_support import BrokerEndpoint, ObserveBoth, Scratch, _endpoint
 from management_support import RABBITMQ_AMQP_PORT, RABBITMQ_API_URL, Api, management_reachable
 from mqtt_support import MOSQUITTO_HOST, MOSQUITTO_PORT, MQTTEndpoint, MQTTScratch
 
@@ -154,6 +154,25 @@ def scratch_factory() -> Iterator[Callable[[str], Scratch]]:
     yield make
     for s in made:
         s.close()
+
+
+@pytest.fixture
+def observe_both(
+    rabbitmq: str, rapidmq: BrokerEndpoint, scratch_factory: Callable[[str], Scratch]
+) -> ObserveBoth:
+    """Run a differential scenario on RabbitMQ, then on RapidMQ, each with its own names.
+
+    Both observations are normalized (the per-run token becomes ``ID``), so a
+    test asserts they are equal as they stand.
+    """
+
+    def observe(run: Callable[[Scratch], Any]) -> tuple[Any, Any]:
+        reference = scratch_factory(rabbitmq)
+        expected = reference.normalize(run(reference))
+        candidate = scratch_factory(rapidmq.amqp_url)
+        return expected, candidate.normalize(run(candidate))
+
+    return observe
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
-from compat_support import BrokerEndpoint, Scratch, pika_parameters
+from compat_support import ObserveBoth, Scratch, pika_parameters
 
 POLL_TIMEOUT_S = 5.0
 
@@ -646,14 +646,6 @@ def large_messages_across_frames(s: Scratch) -> Observation:
 
 @pytest.mark.differential
 @pytest.mark.parametrize("run", SCENARIOS, ids=[f.__name__ for f in SCENARIOS])
-def test_rapidmq_observes_what_rabbitmq_does(
-    run: Scenario,
-    rabbitmq: str,
-    rapidmq: BrokerEndpoint,
-    scratch_factory: Callable[[str], Scratch],
-) -> None:
-    reference = scratch_factory(rabbitmq)
-    expected = reference.normalize(run(reference))
-    candidate = scratch_factory(rapidmq.amqp_url)
-    actual = candidate.normalize(run(candidate))
+def test_rapidmq_observes_what_rabbitmq_does(run: Scenario, observe_both: ObserveBoth) -> None:
+    expected, actual = observe_both(run)
     assert actual == expected

@@ -17,7 +17,7 @@ import pika
 import pika.adapters.blocking_connection
 import pika.exceptions
 import pytest
-from compat_support import BrokerEndpoint, Scratch
+from compat_support import ObserveBoth, Scratch
 from management_support import (
     Api,
     enc,
@@ -323,16 +323,8 @@ def transactional_request(s: Scratch) -> Observation:
 
 
 @pytest.mark.parametrize("run", SCENARIOS, ids=[f.__name__ for f in SCENARIOS])
-def test_rapidmq_observes_what_rabbitmq_does(
-    run: Scenario,
-    rabbitmq: str,
-    rapidmq: BrokerEndpoint,
-    scratch_factory: Callable[[str], Scratch],
-) -> None:
-    reference = scratch_factory(rabbitmq)
-    expected = reference.normalize(run(reference))
-    candidate = scratch_factory(rapidmq.amqp_url)
-    actual = candidate.normalize(run(candidate))
+def test_rapidmq_observes_what_rabbitmq_does(run: Scenario, observe_both: ObserveBoth) -> None:
+    expected, actual = observe_both(run)
     assert actual == expected
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
-from compat_support import BrokerEndpoint, Scratch
+from compat_support import ObserveBoth, Scratch
 
 pytestmark = pytest.mark.differential
 
@@ -263,13 +263,7 @@ def server_named_quorum_queue_is_refused(s: Scratch) -> Any:
 
 @pytest.mark.parametrize("run", SCENARIOS, ids=[fn.__name__ for fn in SCENARIOS])
 def test_rapidmq_quorum_queues_behave_as_rabbitmqs(
-    run: Scenario,
-    rabbitmq: str,
-    rapidmq: BrokerEndpoint,
-    scratch_factory: Callable[[str], Scratch],
+    run: Scenario, observe_both: ObserveBoth
 ) -> None:
-    reference = scratch_factory(rabbitmq)
-    expected = reference.normalize(run(reference))
-    candidate = scratch_factory(rapidmq.amqp_url)
-    actual = candidate.normalize(run(candidate))
+    expected, actual = observe_both(run)
     assert actual == expected

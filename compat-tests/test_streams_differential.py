@@ -18,7 +18,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
-from compat_support import BrokerEndpoint, Scratch
+from compat_support import ObserveBoth, Scratch
 
 pytestmark = pytest.mark.differential
 
@@ -265,14 +265,6 @@ def retention_starts_first_and_old_offsets_at_the_first_retained(s: Scratch) -> 
 
 
 @pytest.mark.parametrize("run", SCENARIOS, ids=[f.__name__ for f in SCENARIOS])
-def test_rapidmq_streams_behave_as_rabbitmqs(
-    run: Scenario,
-    rabbitmq: str,
-    rapidmq: BrokerEndpoint,
-    scratch_factory: Callable[[str], Scratch],
-) -> None:
-    reference = scratch_factory(rabbitmq)
-    expected = reference.normalize(run(reference))
-    candidate = scratch_factory(rapidmq.amqp_url)
-    actual = candidate.normalize(run(candidate))
+def test_rapidmq_streams_behave_as_rabbitmqs(run: Scenario, observe_both: ObserveBoth) -> None:
+    expected, actual = observe_both(run)
     assert actual == expected

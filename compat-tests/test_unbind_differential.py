@@ -18,7 +18,7 @@ import aio_pika.patterns
 import anyio
 import pika.exceptions
 import pytest
-from compat_support import BrokerEndpoint, Scratch
+from compat_support import BrokerEndpoint, ObserveBoth, Scratch
 
 Step = Callable[[Any], None]
 
@@ -102,11 +102,8 @@ def exclusive_cases(scratch: Scratch, x: str) -> dict[str, str]:
 
 
 @pytest.mark.differential
-def test_every_unbind_case_matches_rabbitmq(
-    rabbitmq: str, rapidmq: BrokerEndpoint, scratch_factory: Callable[[str], Scratch]
-) -> None:
-    expected = unbind_cases(scratch_factory(rabbitmq))
-    actual = unbind_cases(scratch_factory(rapidmq.amqp_url))
+def test_every_unbind_case_matches_rabbitmq(observe_both: ObserveBoth) -> None:
+    expected, actual = observe_both(unbind_cases)
     assert actual == expected
     # The cases that prove the 3.x rule, so that a RabbitMQ answering otherwise is noticed.
     assert expected["queue: missing source"] == "ok"
