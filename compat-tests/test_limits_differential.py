@@ -139,18 +139,21 @@ def user_max_channels(api: httpx.Client, port: int, tok: str) -> dict[str, Any]:
     }
 
 
-def bad_requests(api: httpx.Client, port: int, tok: str) -> dict[str, Any]:
-    answers = {}
+def bad_requests(api: httpx.Client, port: int, tok: str) -> list[Any]:
+    answers = []
     for path, body in (
         (f"/api/vhost-limits/{tok}/max-foo", {"value": 1}),
         (f"/api/vhost-limits/{tok}/max-queues", {"value": "x"}),
+        (f"/api/vhost-limits/{tok}/max-queues", {"value": [1, 2]}),
+        (f"/api/vhost-limits/{tok}/max-queues", {"value": {"a": 1}}),
+        (f"/api/vhost-limits/{tok}/max-queues", {"value": True}),
         (f"/api/vhost-limits/{tok}/max-queues", {}),
         (f"/api/vhost-limits/{tok}-none/max-queues", {"value": 1}),
         (f"/api/user-limits/{tok}-none/max-channels", {"value": 1}),
         (f"/api/user-limits/{tok}-u/max-foo", {"value": 1}),
     ):
         reply = api.put(path, json=body)
-        answers[path] = (reply.status_code, reply.json())
+        answers.append((path, body, reply.status_code, reply.json()))
     return answers
 
 

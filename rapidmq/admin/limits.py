@@ -14,7 +14,6 @@ Every change is logged on ``rapidmq.admin`` and recorded as a ``limit.set`` or
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -34,23 +33,11 @@ from rapidmq.admin.util import (
 )
 from rapidmq.audit import audit
 from rapidmq.auth.limits import USER_LIMITS, VHOST_LIMITS
+from rapidmq.core.policy import erlang_term
 
 __all__ = ["ROUTES", "limit_value"]
 
 log = logging.getLogger("rapidmq.admin")
-
-
-def _erlang(value: Any) -> str:
-    """``value`` as RabbitMQ's error texts print it (a string is ``<<"x">>``)."""
-    if isinstance(value, str):
-        return f'<<"{value}">>'
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value)
 
 
 def limit_value(name: str, value: Any) -> int:
@@ -61,7 +48,7 @@ def limit_value(name: str, value: Any) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_request(
-            f"Validation failed\n\n{name} should be a number, actually was {_erlang(value)}\n"
+            f"Validation failed\n\n{name} should be a number, actually was {erlang_term(value)}\n"
         )
     return value
 
@@ -105,7 +92,7 @@ async def put_vhost_limit(request: Request) -> Response:
     raw = await _body_value(request, name)
     if name not in VHOST_LIMITS:
         raise bad_request(
-            f'Validation failed\n\nUnrecognised terms [{{<<"{name}">>,{_erlang(raw)[:64]}}}] '
+            f'Validation failed\n\nUnrecognised terms [{{<<"{name}">>,{erlang_term(raw)[:64]}}}] '
             "in limits\n"
         )
     value = limit_value(name, raw)
@@ -172,7 +159,7 @@ async def put_user_limit(request: Request) -> Response:
         return respond({"error": "bad_request", "reason": ["no_such_user", user]}, 400)
     if name not in USER_LIMITS:
         raise bad_request(
-            f'Unrecognised terms [{{<<"{name}">>,{_erlang(raw)[:64]}}}] in user-limits'
+            f'Unrecognised terms [{{<<"{name}">>,{erlang_term(raw)[:64]}}}] in user-limits'
         )
     value = limit_value(name, raw)
     server.limits.set_user_limit(user, name, value)
