@@ -321,7 +321,8 @@ class Server:
         self._recovered = (
             f"recovered {counts['vhosts']} vhosts, {user_count} users, "
             f"{counts['exchanges']} exchanges, {counts['queues']} queues, "
-            f"{counts['bindings']} bindings in {metadata_ms:.0f} ms; "
+            f"{counts['bindings']} bindings, {counts['policies']} policies "
+            f"in {metadata_ms:.0f} ms; "
             f"recovered {recovered['messages']} messages in {recovered['queues']} queues "
             f"in {elapsed_ms - metadata_ms:.0f} ms"
         )

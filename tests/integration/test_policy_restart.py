@@ -61,6 +61,7 @@ def test_policies_survive_a_restart_and_apply_to_restored_queues(
         first.stop(stop_signal)
 
     with BrokerProcess("--bind", "127.0.0.1", data_dir=data_dir) as second, _api(second) as api:
+        assert any(", 2 policies in " in line for line in second.output)  # limit and cap
         assert api.get("/api/policies").json() == policies
         assert api.get("/api/operator-policies").json() == operator_policies
         queue = api.get("/api/queues/%2F/dq").json()

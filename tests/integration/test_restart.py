@@ -20,8 +20,8 @@ from rapidmq.testing import BrokerProcess
 DQ_ARGS = {"x-max-length": 100, "x-message-ttl": 60_000, "x-dead-letter-exchange": "dlx"}
 HEADERS_ARGS = {"x-match": "all", "kind": "report", "level": 3}
 _RECOVERED = re.compile(
-    r"recovered (\d+) vhosts, (\d+) users, (\d+) exchanges, (\d+) queues, (\d+) bindings "
-    r"in \d+ ms"
+    r"recovered (\d+) vhosts, (\d+) users, (\d+) exchanges, (\d+) queues, (\d+) bindings, "
+    r"\d+ policies in \d+ ms"
 )
 
 
