@@ -167,6 +167,28 @@ def consumers_see_the_count_from_the_first_return_and_channel_close_counts(s: Sc
 
 
 @scenario
+def multiple_nack_and_basic_recover_each_count_one_return(s: Scratch) -> Any:
+    q = s.queue()
+    ch = s.channel()
+    ch.queue_declare(q, durable=True, arguments={**Q, "x-delivery-limit": 5})
+    for body in (b"a", b"b"):
+        ch.basic_publish("", q, body)
+    rounds = []
+    for settle in ("nack multiple", "recover", "ack"):
+        got = [get(ch, q), get(ch, q)]
+        rounds.append([g and g[:3] for g in got])
+        last = got[-1]
+        assert last is not None
+        if settle == "nack multiple":
+            ch.basic_nack(last[3], multiple=True, requeue=True)
+        elif settle == "recover":
+            ch.basic_recover(requeue=True)
+        else:
+            ch.basic_ack(last[3], multiple=True)
+    return {"rounds": rounds, "left": declared_count(ch, q)}
+
+
+@scenario
 def delivery_limit_zero_drops_at_the_first_return_without_a_dead_letter_exchange(
     s: Scratch,
 ) -> Any:

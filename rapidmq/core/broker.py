@@ -294,7 +294,8 @@ class Broker:
 
         Messages of queues that no longer exist (or are not durable) are dropped
         from the store.  Messages delivered but not acked before the stop come
-        back flagged redelivered.
+        back flagged redelivered; a quorum queue's messages keep their count of
+        returns.
 
         Returns:
             ``messages`` recovered, in how many ``queues``, and ``dropped``.
@@ -324,7 +325,9 @@ class Broker:
                 counts["dropped"] += 1
                 continue
             try:
-                queue.recover(stored.data, stored.seq, delivered=stored.delivered)
+                queue.recover(
+                    stored.data, stored.seq, delivered=stored.delivered, returns=stored.returns
+                )
             except ValueError as err:
                 raise unreadable("message", (*stored.queue, str(stored.seq)), err) from None
             counts["messages"] += 1

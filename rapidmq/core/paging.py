@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+from rapidmq.core import quorum
 from rapidmq.core.arguments import parse_expiration
 from rapidmq.core.entry import Entry
 from rapidmq.core.errors import PreconditionFailed
@@ -122,12 +123,14 @@ def page_out(queue: Queue) -> int:
     return dropped
 
 
-def recover(queue: Queue, data: bytes, seq: int, *, delivered: bool) -> None:
+def recover(queue: Queue, data: bytes, seq: int, *, delivered: bool, returns: int = 0) -> None:
     """Put back one stored message at start-up (in seq order), writing nothing.
 
     Beyond the head window of its priority level the message comes back
     without its body (paged), so a long queue does not fill memory.  Its TTL
-    counts from its publish when the record holds the publish time.
+    counts from its publish when the record holds the publish time.  A quorum
+    queue's message comes back with its count of returns (``returns``), and
+    carries it as ``x-delivery-count`` as it did before the stop.
 
     Raises:
         ValueError: ``data`` is not a stored message.
@@ -156,12 +159,16 @@ def recover(queue: Queue, data: bytes, seq: int, *, delivered: bool) -> None:
             expires_at -= max(0.0, persist.wall_clock() - published_at)
         queue._timed = True
         queue.vhost.watch(queue)
+    if returns:
+        message = quorum.recovered(message, returns)
     if paged:
         message = PagedOut.of(message, body_size)
         queue._paged += 1
         queue.paged_bytes += body_size
     entry = Entry(message, seq, expires_at, None)
     entry.redelivered = delivered
+    if returns:
+        entry.returns = returns  # a slot only quorum queues set
     entry.stored = len(data)
     if not queue.persistent_count:
         persist.queues[queue.key] = queue

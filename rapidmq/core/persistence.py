@@ -2,7 +2,8 @@
 
 Theory of operation: the broker holds one :class:`Persistence` when it has a
 message store.  A durable queue calls it for every persistent message it takes
-(``add``), hands out (``mark_delivered``) or lets go (``remove``, ``drop_queue``);
+(``add``), hands out (``mark_delivered``), takes back in a quorum queue
+(``mark_returned``) or lets go (``remove``, ``drop_queue``);
 transient messages and non-durable queues never reach it, so the transient hot
 path pays one ``is None`` test per publish.
 
@@ -131,6 +132,11 @@ class Persistence:
     def mark_delivered(self, queue: QueueKey, seq: int) -> None:
         """The message went to a consumer (or basic.get) and awaits its ack."""
         self.store.mark_delivered(queue, seq)
+        self._touch()
+
+    def mark_returned(self, queue: QueueKey, seq: int, returns: int) -> None:
+        """A quorum queue's message came back for the ``returns``-th time."""
+        self.store.mark_returned(queue, seq, returns)
         self._touch()
 
     def remove(self, queue: QueueKey, seq: int) -> None:

@@ -20,7 +20,13 @@ are small enough to be a few calls from the queue's cold paths into this module
   Deliveries carry the count as ``x-delivery-count`` from the first return on,
   and every ``basic.get`` carries it, 0 included, as RabbitMQ 3.10 does.  The
   count lives in an :class:`~rapidmq.core.entry.Entry` slot that a classic
-  queue never sets, so classic queues pay nothing.
+  queue never sets, so classic queues pay nothing.  A stored message's count
+  goes into the message store's current batch with each return (on its
+  delivered marker: no I/O of its own), and recovery gives it back, so the
+  count and the limit hold across restarts as in RabbitMQ's log.  A clean stop
+  counts the deliveries consumers held (their connections close first); after a
+  kill a held delivery keeps the count of its earlier returns, one fewer than
+  RabbitMQ 3.10 shows: the store does not tell a held message from a ready one.
 - **At-least-once dead-lettering.** A dead letter that no queue takes (its
   dead-letter exchange does not exist, no route, every target refused it) stays with its
   source queue (:func:`hold`), is counted in ``messages_dlx``, stays in the
@@ -56,6 +62,7 @@ __all__ = [
     "hold",
     "over_limit",
     "queue_type_of",
+    "recovered",
     "retry_held",
     "returned",
     "stamp_get",
@@ -203,6 +210,11 @@ def _without_count(message: Message) -> Message:
     return message.evolve(headers={k: v for k, v in headers.items() if k != DELIVERY_COUNT})
 
 
+def recovered(message: Message, returns: int) -> Message:
+    """A stored message coming back at start-up, carrying the count of returns it had."""
+    return _with_count(message, returns)
+
+
 def stamp_get(entry: Entry) -> None:
     """basic.get: the message carries its count of returns, 0 included."""
     entry.message = _with_count(entry.message, getattr(entry, "returns", 0))
@@ -216,12 +228,15 @@ def returned(queue: Queue, entries: Iterable[Entry]) -> list[Entry]:
     ``x-delivery-count``, as RabbitMQ does.
     """
     limit = queue.settings.delivery_limit
+    persist = None if queue.deleted else queue._persist
     back: list[Entry] = []
     for entry in entries:
         count = getattr(entry, "returns", 0) + 1
         entry.returns = count
         if limit is None or count <= limit or queue.deleted:
             entry.message = _with_count(entry.message, count)
+            if entry.stored and persist is not None:
+                persist.mark_returned(queue.key, entry.seq, count)
             back.append(entry)
             continue
         queue.unacked_count -= 1

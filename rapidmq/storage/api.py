@@ -49,8 +49,10 @@ __all__ = [
 ]
 
 #: The on-disk format this build writes and reads.  Stored message records carry
-#: their own version (see :mod:`rapidmq.core.message_codec`), and the ``pages``
-#: column family is created when missing, so neither changed it.
+#: their own version (see :mod:`rapidmq.core.message_codec`), the ``pages``
+#: column family is created when missing, and a delivered marker's value (a
+#: quorum queue's count of returns) is empty in older data dirs and means 0
+#: there, so none of them changed it.
 FORMAT_VERSION = 1
 
 #: The kinds of metadata records, and what their keys are.
@@ -99,6 +101,7 @@ class StoredMessage:
     seq: int  # the queue's sequence number: recovery order
     data: bytes  # the serialized message
     delivered: bool  # delivered (not acked) before the stop: redeliver flagged
+    returns: int = 0  # a quorum queue's count of returns (x-delivery-count)
 
 
 class MessageStore(Protocol):
@@ -109,6 +112,13 @@ class MessageStore(Protocol):
 
     def mark_delivered(self, queue: tuple[str, str], seq: int) -> None:
         """Record in the current batch that the message was handed to a consumer."""
+
+    def mark_returned(self, queue: tuple[str, str], seq: int, returns: int) -> None:
+        """Record in the current batch that the message came back ``returns`` times.
+
+        A quorum queue's count of returns, kept with the delivered marker (which
+        it sets too) so it is recovered; an unknown message is not an error.
+        """
 
     def remove(self, queue: tuple[str, str], seq: int) -> None:
         """Remove from the current batch's view and from disk (acked, dropped)."""

@@ -63,6 +63,13 @@ class MessageIndex:
         delivered.add(seq)
         return True
 
+    def mark_returned(self, queue: Queue, seq: int) -> bool:
+        """Flag one message that came back; ``False`` if it is unknown."""
+        if seq not in self._sizes.get(queue, ()):
+            return False
+        self._delivered.setdefault(queue, set()).add(seq)
+        return True
+
     def remove(self, queue: Queue, seq: int) -> bool | None:
         """Forget one message; ``None`` if unknown, else whether it was flagged delivered."""
         sizes = self._sizes.get(queue)
@@ -151,7 +158,8 @@ class MemoryMessageStore:
         self._index = MessageIndex()
         self._batch: list[Callable[[], None]] = []
         self._messages: dict[Queue, dict[int, bytes]] = {}
-        self._delivered: set[tuple[Queue, int]] = set()
+        # Delivered markers, each with its count of returns (0 unless a quorum queue's).
+        self._delivered: dict[tuple[Queue, int], int] = {}
         self._pages: dict[tuple[Queue, int], bytes] = {}
         self._committed = 0
         self._durable = 0
@@ -169,14 +177,23 @@ class MemoryMessageStore:
 
         def apply() -> None:
             self._messages.setdefault(queue, {})[seq] = data
-            self._delivered.discard((queue, seq))
+            self._delivered.pop((queue, seq), None)
 
         self._batch.append(apply)
 
     def mark_delivered(self, queue: Queue, seq: int) -> None:
         """Record in the current batch that the message was handed to a consumer."""
         if self._index.mark_delivered(queue, seq):
-            self._batch.append(lambda: self._delivered.add((queue, seq)))
+
+            def apply() -> None:
+                self._delivered.setdefault((queue, seq), 0)
+
+            self._batch.append(apply)
+
+    def mark_returned(self, queue: Queue, seq: int, returns: int) -> None:
+        """Record in the current batch that the message came back ``returns`` times."""
+        if self._index.mark_returned(queue, seq):
+            self._batch.append(lambda: self._delivered.__setitem__((queue, seq), returns))
 
     def remove(self, queue: Queue, seq: int) -> None:
         """Remove from the current batch's view and from the committed state."""
@@ -188,7 +205,7 @@ class MemoryMessageStore:
             messages.pop(seq, None)
             if not messages:
                 self._messages.pop(queue, None)
-            self._delivered.discard((queue, seq))
+            self._delivered.pop((queue, seq), None)
 
         self._batch.append(apply)
 
@@ -198,7 +215,9 @@ class MemoryMessageStore:
 
         def apply() -> None:
             self._messages.pop(queue, None)
-            self._delivered = {entry for entry in self._delivered if entry[0] != queue}
+            self._delivered = {
+                key: returns for key, returns in self._delivered.items() if key[0] != queue
+            }
 
         self._batch.append(apply)
 
@@ -233,9 +252,10 @@ class MemoryMessageStore:
         for queue in sorted(self._messages):
             messages = self._messages[queue]
             for seq in sorted(messages):
-                delivered = (queue, seq) in self._delivered
+                returns = self._delivered.get((queue, seq))
+                delivered = returns is not None
                 self._index.add(queue, seq, len(messages[seq]), delivered=delivered)
-                yield StoredMessage(queue, seq, messages[seq], delivered)
+                yield StoredMessage(queue, seq, messages[seq], delivered, returns or 0)
 
     def page(self, queue: Queue, seq: int, body: bytes) -> None:
         """Keep a body in the current batch (in memory: this store frees nothing)."""

@@ -11,7 +11,11 @@ families:
 - ``meta``: metadata records, key ``encode_key((kind, *key))``, value tagged JSON;
 - ``messages``: key ``encode_key((vhost, queue)) + seq`` (8 bytes, big-endian),
   so one queue's messages are contiguous and in order; value the message data;
-- ``delivered``: the same keys, empty values, for messages handed to a consumer;
+- ``delivered``: the same keys, for messages handed to a consumer; the value is
+  the message's count of returns in a quorum queue (unsigned big-endian, as
+  few bytes as it needs), empty for 0: data dirs written before counts were
+  kept hold only empty values, and a build that does not know counts ignores
+  them;
 - ``streams``: the records of stream queues (see :mod:`rapidmq.storage.stream_log`),
   written in the same batches.
 
@@ -293,6 +297,14 @@ class RocksMessageStore:
         if self._index.mark_delivered(queue, seq):
             self._batch.put(self._key(queue, seq), b"", self._delivered)
 
+    def mark_returned(self, queue: Queue, seq: int, returns: int) -> None:
+        """Record in the current batch, on the delivered marker, that the message
+        came back ``returns`` times; an unknown message is not an error."""
+        # The index knowing the message keeps a marker from outliving a dropped queue.
+        if self._index.mark_returned(queue, seq):
+            value = returns.to_bytes((returns.bit_length() + 7) // 8, "big")
+            self._batch.put(self._key(queue, seq), value, self._delivered)
+
     def remove(self, queue: Queue, seq: int) -> None:
         """Delete in the current batch; an unknown message is not an error."""
         was_delivered = self._index.remove(queue, seq)
@@ -421,14 +433,17 @@ class RocksMessageStore:
             # Both families are in key order: walk them side by side.
             while next_delivered is not None and next_delivered[0] < key:
                 next_delivered = next(delivered, None)
-            flagged = next_delivered is not None and next_delivered[0] == key
+            flagged, returns = False, 0
+            if next_delivered is not None and next_delivered[0] == key:
+                # An empty marker (0 returns, or written before counts were kept) reads as 0.
+                flagged, returns = True, int.from_bytes(next_delivered[1], "big")
             prefix = key[:-_SEQ_BYTES]
             if prefix != last_prefix:
                 queue = self._decode_queue(key)
                 last_prefix = prefix
             seq = int.from_bytes(key[-_SEQ_BYTES:], "big")
             self._index.add(queue, seq, len(data), delivered=flagged)
-            yield StoredMessage(queue, seq, data, flagged)
+            yield StoredMessage(queue, seq, data, flagged, returns)
 
     def _decode_queue(self, key: bytes) -> Queue:
         try:

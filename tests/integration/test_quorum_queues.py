@@ -191,3 +191,117 @@ def test_at_least_once_dead_letters_with_nowhere_to_go_survive_sigkill(tmp_path:
         # Back as ready messages of the source queue, in store order: never lost.
         assert sorted(body for body, _, _ in _drain(ch, "qq")) == [b"dead letter", b"later"]
         connection.close()
+
+
+def _sync_point(ch: Any) -> None:
+    """A confirmed persistent publish: its sync covers every return the broker took before it."""
+    ch.basic_publish("", "sync", b"", pika.BasicProperties(delivery_mode=2))
+
+
+def _first_delivery(connection: Any, ch: Any, queue: str) -> tuple[bool, Any] | None:
+    """(redelivered, headers) of the first delivery to a consumer, left unacked (tag 1)."""
+    seen: list[tuple[bool, Any]] = []
+
+    def on_message(channel: Any, method: Any, props: Any, body: bytes) -> None:
+        seen.append((method.redelivered, props.headers))
+
+    tag = ch.basic_consume(queue, on_message)
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        connection.process_data_events(0.05)
+    ch.basic_cancel(tag)
+    return seen[0] if seen else None
+
+
+def test_the_count_of_returns_and_the_delivery_limit_survive_sigkill(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    arguments = {**Q, "x-delivery-limit": 3, "x-dead-letter-exchange": "dlx"}
+    first = _broker(data_dir).start()
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(first.amqp_url))
+        ch = connection.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare("dlx", "fanout", durable=True)
+        ch.queue_declare("dead", durable=True)
+        ch.queue_bind("dead", "dlx")
+        ch.queue_declare("sync", durable=True)
+        ch.queue_declare("qq", durable=True, arguments=arguments)
+        ch.basic_publish("", "qq", b"m", pika.BasicProperties(headers={"a": 1}))
+        gets = []
+        for _ in range(2):
+            method, props, _ = ch.basic_get("qq")
+            assert method is not None
+            gets.append((method.redelivered, props.headers))
+            ch.basic_nack(method.delivery_tag, requeue=True)
+        _sync_point(ch)
+        connection.close()  # nothing is unacked: the close returns nothing
+        assert first.stop(signal.SIGKILL) == -9
+    finally:
+        first.stop()
+    second = _broker(data_dir).start()
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(second.amqp_url))
+        ch = connection.channel()
+        ch.confirm_delivery()
+        method, props, _ = ch.basic_get("qq")
+        assert method is not None
+        got = (method.redelivered, props.headers)
+        ch.basic_nack(method.delivery_tag, requeue=True)  # the third return
+        _sync_point(ch)
+        connection.close()
+        assert second.stop(signal.SIGKILL) == -9
+    finally:
+        second.stop()
+    with _broker(data_dir) as third:
+        connection = pika.BlockingConnection(pika.URLParameters(third.amqp_url))
+        ch = connection.channel()
+        last = _first_delivery(connection, ch, "qq")
+        ch.basic_nack(1, requeue=True)  # the fourth return: past the limit
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if ch.queue_declare("dead", passive=True).method.message_count:
+                break
+            connection.process_data_events(0.05)
+        method, props, body = ch.basic_get("dead", auto_ack=True)
+        assert method is not None
+        death = props.headers["x-death"][0]
+        assert (gets, got, last) == (
+            [(False, {"a": 1, "x-delivery-count": 0}), (True, {"a": 1, "x-delivery-count": 1})],
+            (True, {"a": 1, "x-delivery-count": 2}),
+            (True, {"a": 1, "x-delivery-count": 3}),
+        )
+        assert (
+            body,
+            "x-delivery-count" in props.headers,
+            props.headers["x-first-death-reason"],
+            (death["queue"], death["reason"], death["count"]),
+            ch.queue_declare("qq", durable=True, arguments=arguments).method.message_count,
+        ) == (b"m", False, "delivery_limit", ("qq", "delivery_limit", 1), 0)
+        connection.close()
+
+
+def test_a_clean_stop_counts_a_delivery_held_unacked_as_a_return(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with _broker(data_dir) as first:
+        connection = pika.BlockingConnection(pika.URLParameters(first.amqp_url))
+        ch = connection.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("qq", durable=True, arguments=Q)
+        ch.basic_publish("", "qq", b"m")
+        method, props, _ = ch.basic_get("qq")
+        assert method is not None
+        held = props.headers
+        assert first.stop() == 0  # closes the connection: the held delivery comes back
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker):
+            connection.process_data_events(10)
+    with _broker(data_dir) as second:
+        connection = pika.BlockingConnection(pika.URLParameters(second.amqp_url))
+        ch = connection.channel()
+        method, props, _ = ch.basic_get("qq", auto_ack=True)
+        assert method is not None
+        assert (held, method.redelivered, props.headers) == (
+            {"x-delivery-count": 0},
+            True,
+            {"x-delivery-count": 1},
+        )
+        connection.close()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
-from core_support import WALL_CLOCK_S, Client, FakeClock, connect
+from core_support import WALL_CLOCK_S, Client, FakeClock, Stores, connect
 
 from rapidmq.core import Broker
 
@@ -21,3 +24,10 @@ def broker(clock: FakeClock) -> Broker:
 @pytest.fixture
 def client(broker: Broker) -> Client:
     return connect(broker)
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Stores]:
+    stores = Stores(tmp_path / "data")
+    yield stores
+    stores.close()

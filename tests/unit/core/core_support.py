@@ -1,11 +1,14 @@
-"""Helpers for driving the core with plain calls: a settable clock and a recording sink."""
+"""Helpers for driving the core with plain calls: a settable clock, a recording sink, stores."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rapidmq.core import Broker, ClientInfo, CoreConnection, Message, Properties, Session
+from rapidmq.storage import open_stores
+from rapidmq.storage.api import MessageStore
 
 
 class FakeClock:
@@ -77,3 +80,21 @@ def msg(
     if isinstance(body, str):
         body = body.encode()
     return Message(exchange, routing_key, body, Properties(**properties))
+
+
+class Stores:
+    """RocksDB stores in one data dir that a test can close and open again (a restart)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.opened: list[Any] = []
+
+    def open(self) -> MessageStore:
+        metadata, messages = open_stores(self.path, "rocksdb")
+        self.opened += [messages, metadata]
+        return messages
+
+    def close(self) -> None:
+        opened, self.opened = self.opened, []
+        for store in opened:
+            store.close()

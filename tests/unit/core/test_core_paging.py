@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from core_support import FakeClock, connect, msg
+from core_support import FakeClock, Stores, connect, msg
 
 from rapidmq.core import Broker, Message, Properties
 from rapidmq.core.message_codec import MessageCodec
@@ -16,8 +13,7 @@ from rapidmq.core.persistence import Persistence
 from rapidmq.core.policy import make_policy
 from rapidmq.core.queue import PAGE_IN_BATCH, Queue
 from rapidmq.protocols.amqp091.properties import decode_properties, encode_properties
-from rapidmq.storage import open_stores
-from rapidmq.storage.api import MessageStore, StorageError
+from rapidmq.storage.api import StorageError
 
 CODEC = MessageCodec(encode_properties, decode_properties)
 COUNT = PAGE_IN_BATCH * 3
@@ -26,31 +22,6 @@ BODY_BYTES = 400
 
 def body(i: int) -> bytes:
     return i.to_bytes(4, "big") * (BODY_BYTES // 4)
-
-
-class Stores:
-    """RocksDB stores in one data dir that a test can close and open again (a restart)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.opened: list[Any] = []
-
-    def open(self) -> MessageStore:
-        metadata, messages = open_stores(self.path, "rocksdb")
-        self.opened += [messages, metadata]
-        return messages
-
-    def close(self) -> None:
-        opened, self.opened = self.opened, []
-        for store in opened:
-            store.close()
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[Stores]:
-    stores = Stores(tmp_path / "data")
-    yield stores
-    stores.close()
 
 
 def new_broker(stores: Stores, clock: FakeClock) -> tuple[Broker, Persistence]:

@@ -1,4 +1,4 @@
-"""Message stores: batches, recovery order, delivered flags, statistics, crashes."""
+"""Message stores: batches, recovery order, delivered flags and returns, statistics, crashes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from rapidmq.storage import MessageStore, StoredMessage, open_stores
+from rapidmq.storage.datadir import lock_data_dir, open_database
+from rapidmq.storage.records import encode_key
 
 Q1 = ("/", "orders")
 Q2 = ("/", "orders\x00")
@@ -91,6 +93,82 @@ def test_delivered_flags_are_recovered_and_cleared_by_remove(messages: MessageSt
         StoredMessage(Q1, 1, b"m1", True),
         StoredMessage(Q1, 3, b"m3", False),
     ]
+
+
+def test_counts_of_returns_are_recovered_with_their_delivered_flags(
+    messages: MessageStore,
+) -> None:
+    for seq in range(4):
+        messages.add(Q1, seq, b"m%d" % seq)
+    messages.commit()
+    messages.mark_delivered(Q1, 1)
+    messages.mark_returned(Q1, 1, 1)
+    messages.mark_returned(Q1, 2, 300)  # flags it delivered as well
+    messages.mark_returned(Q1, 42, 1)  # unknown: nothing
+    messages.mark_delivered(Q1, 3)
+    messages.commit()
+    messages.mark_returned(Q1, 1, 2)
+    messages.mark_delivered(Q1, 1)  # delivered again: the count stays
+    messages.commit()
+
+    assert list(messages.recover()) == [
+        StoredMessage(Q1, 0, b"m0", False, 0),
+        StoredMessage(Q1, 1, b"m1", True, 2),
+        StoredMessage(Q1, 2, b"m2", True, 300),
+        StoredMessage(Q1, 3, b"m3", True, 0),
+    ]
+
+
+def test_a_count_of_returns_goes_with_its_message(messages: MessageStore) -> None:
+    for queue in (Q1, Q2):
+        messages.add(queue, 1, b"old")
+        messages.mark_returned(queue, 1, 2)
+    messages.commit()
+    messages.remove(Q1, 1)
+    messages.drop_queue(Q2)
+    messages.mark_returned(Q2, 1, 3)  # after the drop: must not outlive it
+    messages.commit()
+    for queue in (Q1, Q2):
+        messages.add(queue, 1, b"new")  # the same seq again, as a recreated queue's
+    messages.commit()
+
+    assert list(messages.recover()) == [
+        StoredMessage(Q1, 1, b"new", False, 0),
+        StoredMessage(Q2, 1, b"new", False, 0),
+    ]
+
+
+def test_a_data_dir_written_without_counts_recovers_its_delivered_messages_with_none(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    metadata, store = open_stores(str(data_dir), "rocksdb")
+    for seq in (1, 2, 3):
+        store.add(Q1, seq, b"m%d" % seq)
+    store.mark_returned(Q1, 2, 300)
+    store.close()
+    metadata.close()
+    # A build that kept no counts wrote every delivered marker with an empty value.
+    locked = lock_data_dir(str(data_dir))
+    db = open_database(locked)
+    delivered = db.get_column_family("delivered")
+    key = encode_key(Q1)
+    delivered.put(key + (1).to_bytes(8, "big"), b"")
+    written = delivered.get(key + (2).to_bytes(8, "big"))
+    del delivered
+    db.close()
+    locked.release()
+
+    recovered, _ = _reopen(data_dir)
+
+    assert (written, recovered) == (
+        (300).to_bytes(2, "big"),
+        [
+            StoredMessage(Q1, 1, b"m1", True, 0),
+            StoredMessage(Q1, 2, b"m2", True, 300),
+            StoredMessage(Q1, 3, b"m3", False, 0),
+        ],
+    )
 
 
 def test_drop_queue_removes_only_that_queue(messages: MessageStore) -> None:
@@ -191,6 +269,7 @@ _CRASH = textwrap.dedent(
     for seq in range(3):
         store.add(("/", "q"), seq, b"synced %d" % seq)
     store.mark_delivered(("/", "q"), 1)
+    store.mark_returned(("/", "q"), 2, 5)
     store.commit()
     if sys.argv[2] == "sync":
         store.sync()
@@ -219,5 +298,5 @@ def test_committed_batches_survive_a_process_kill(tmp_path: Path, mode: str) -> 
     assert recovered == [
         StoredMessage(("/", "q"), 0, b"synced 0", False),
         StoredMessage(("/", "q"), 1, b"synced 1", True),
-        StoredMessage(("/", "q"), 2, b"synced 2", False),
+        StoredMessage(("/", "q"), 2, b"synced 2", True, 5),
     ]
