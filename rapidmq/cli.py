@@ -16,13 +16,20 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import NoReturn
 
 from rapidmq.admin_cli.access_commands import add_access_commands
 from rapidmq.admin_cli.commands import add_admin_commands, add_global_options
-from rapidmq.config import CONFIG_ENV, SETTINGS, ConfigError, Settings, load_settings
+from rapidmq.config import (
+    CONFIG_ENV,
+    SETTINGS,
+    ConfigError,
+    Settings,
+    load_settings,
+    startup_notes,
+)
 
 __all__ = ["build_parser", "main", "settings_from_args"]
 
@@ -133,13 +140,15 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, os.environ)
     try:
         # Imported here so that `rapidmq --help` works without the broker's dependencies.
-        run: Callable[[Settings], int] = importlib.import_module("rapidmq.server").run
+        run: Callable[[Settings, Sequence[str]], int] = importlib.import_module(
+            "rapidmq.server"
+        ).run
     except ModuleNotFoundError as err:
         if err.name != "rapidmq.server":
             raise
         print("rapidmq: this installation has no broker (rapidmq.server)", file=sys.stderr)
         return 1
-    return run(settings)
+    return run(settings, startup_notes(os.environ))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from rapidmq.errors import RapidMQError
 
 __all__ = [
     "CONFIG_ENV",
+    "IGNORED_ENV",
     "SETTINGS",
     "Backend",
     "ConfigError",
@@ -34,6 +35,7 @@ __all__ = [
     "Settings",
     "Storage",
     "load_settings",
+    "startup_notes",
 ]
 
 Backend = Literal["trio", "asyncio"]
@@ -279,6 +281,9 @@ class SettingInfo:
     help: str
     parse: _Parser
     metavar: str
+    #: Other environment variables read for this setting, after ``RAPIDMQ_*`` (which wins):
+    #: RabbitMQ's, so that a deployment written for RabbitMQ's image keeps working.
+    aliases: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -287,6 +292,11 @@ class SettingInfo:
     @property
     def env(self) -> str:
         return "RAPIDMQ_" + self.name.upper()
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """Every environment variable read for this setting, the winning one first."""
+        return (self.env, *self.aliases)
 
     @property
     def default(self) -> object:
@@ -395,9 +405,27 @@ SETTINGS: tuple[SettingInfo, ...] = (
     ),
     SettingInfo("frame_max", "largest AMQP frame in bytes", _int_in(4096, 2**32 - 1), "BYTES"),
     SettingInfo("channel_max", "most AMQP channels per connection", _int_in(1, 65535), "N"),
-    SettingInfo("default_vhost", "virtual host the broker creates", _text, "NAME"),
-    SettingInfo("default_user", "user the broker creates, tagged administrator", _text, "NAME"),
-    SettingInfo("default_pass", "password of the default user", _secret, "PASSWORD"),
+    SettingInfo(
+        "default_vhost",
+        "virtual host the broker creates",
+        _text,
+        "NAME",
+        aliases=("RABBITMQ_DEFAULT_VHOST",),
+    ),
+    SettingInfo(
+        "default_user",
+        "user the broker creates on a fresh data dir, tagged administrator",
+        _text,
+        "NAME",
+        aliases=("RABBITMQ_DEFAULT_USER",),
+    ),
+    SettingInfo(
+        "default_pass",
+        "password of the default user",
+        _secret,
+        "PASSWORD",
+        aliases=("RABBITMQ_DEFAULT_PASS",),
+    ),
     SettingInfo(
         "loopback_users",
         "users who may connect only from localhost; none = nobody",
@@ -572,6 +600,22 @@ _TABLE_ALIASES: dict[str, dict[str, str]] = {
     },
 }
 
+#: RabbitMQ's environment variables that mean nothing to RapidMQ, and why; each one
+#: set is named in one log line at start-up, so that nobody wonders whether it took.
+IGNORED_ENV: dict[str, str] = {
+    "RABBITMQ_ERLANG_COOKIE": "RapidMQ nodes do not use an Erlang cookie",
+}
+
+
+def startup_notes(environ: Mapping[str, str]) -> list[str]:
+    """Lines to log at start-up about settings given in a form RapidMQ does not use."""
+    return [
+        f"{name} is set and ignored: {why}"
+        for name, why in IGNORED_ENV.items()
+        if environ.get(name, "").strip()
+    ]
+
+
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$")
 
 
@@ -594,9 +638,11 @@ def load_settings(
     elif environ.get(CONFIG_ENV, "").strip():
         values.update(_read_file(environ[CONFIG_ENV].strip(), CONFIG_ENV))
     for info in SETTINGS:
-        raw = environ.get(info.env, "")
-        if raw.strip():
-            values[info.name] = _parse(info, raw, f"{info.env}={raw!r}")
+        for env_name in info.env_names:
+            raw = environ.get(env_name, "")
+            if raw.strip():
+                values[info.name] = _parse(info, raw, f"{env_name}={raw!r}")
+                break
     for name, raw in argv_options.items():
         if raw is None:
             continue

@@ -35,7 +35,7 @@ import ssl
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -546,9 +546,16 @@ async def _main(settings: Settings) -> int:
     return 0
 
 
-def run(settings: Settings) -> int:
-    """Run the broker until SIGTERM/SIGINT; returns the process exit code."""
+def run(settings: Settings, notes: Sequence[str] = ()) -> int:
+    """Run the broker until SIGTERM/SIGINT; returns the process exit code.
+
+    Args:
+        settings: what to run with.
+        notes: lines about the configuration to log once logging is set up.
+    """
     configure_logging(settings.log_level, settings.log_format)
+    for note in notes:
+        log.info("%s", note)
     try:
         configure_audit_file(settings.audit_log)
     except OSError as err:

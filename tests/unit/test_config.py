@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rapidmq.config import SETTINGS, ConfigError, Settings, load_settings
+from rapidmq.config import SETTINGS, ConfigError, Settings, load_settings, startup_notes
 from rapidmq.errors import RapidMQError
 
 # One non-default value per setting: (as typed in a flag or variable, as a TOML value, parsed).
@@ -372,7 +372,9 @@ def test_config_error_is_one_prefixed_line() -> None:
 def test_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
     rows = [
-        f"| `{info.name}` | `{info.flag} {info.metavar}` | `{info.env}` "
+        f"| `{info.name}` | `{info.flag} {info.metavar}` | "
+        + ", ".join(f"`{name}`" for name in info.env_names)
+        + " "
         f"| `{info.show_default()}` | {info.help} |"
         for info in SETTINGS
     ]
@@ -382,3 +384,48 @@ def test_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
 def test_packaged_example_config_loads_as_documented() -> None:
     example = Path(__file__).parents[2] / "packaging" / "rapidmq.toml"
     assert load_settings({}, {}, str(example)) == Settings(data_dir="/var/lib/rapidmq")
+
+
+def test_rabbitmq_default_user_pass_and_vhost_variables_set_the_defaults() -> None:
+    env = {
+        "RABBITMQ_DEFAULT_USER": "admin",
+        "RABBITMQ_DEFAULT_PASS": "s3cret",
+        "RABBITMQ_DEFAULT_VHOST": "prod",
+    }
+    settings = load_settings({}, env, None)
+    assert (settings.default_user, settings.default_pass, settings.default_vhost) == (
+        "admin",
+        "s3cret",
+        "prod",
+    )
+    # RabbitMQ's rule: only guest is kept to localhost, so the new user may log in from anywhere.
+    assert settings.loopback_users == ("guest",)
+
+
+def test_rapidmq_variables_win_over_their_rabbitmq_aliases() -> None:
+    env = {
+        "RABBITMQ_DEFAULT_USER": "admin",
+        "RAPIDMQ_DEFAULT_USER": "ops",
+        "RABBITMQ_DEFAULT_PASS": "from-rabbitmq",
+        "RAPIDMQ_DEFAULT_PASS": "from-rapidmq",
+    }
+    settings = load_settings({}, env, None)
+    assert (settings.default_user, settings.default_pass) == ("ops", "from-rapidmq")
+
+
+def test_flag_wins_over_a_rabbitmq_alias_and_the_alias_over_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'default_user = "file-user"\ndefault_vhost = "file-vhost"\n')
+    env = {"RABBITMQ_DEFAULT_USER": "env-user", "RABBITMQ_DEFAULT_VHOST": "env-vhost"}
+    settings = load_settings({"default_user": "flag-user"}, env, path)
+    assert (settings.default_user, settings.default_vhost) == ("flag-user", "env-vhost")
+
+
+def test_empty_rabbitmq_alias_counts_as_unset() -> None:
+    assert load_settings({}, {"RABBITMQ_DEFAULT_VHOST": "  "}, None) == Settings()
+
+
+def test_erlang_cookie_is_noted_as_ignored() -> None:
+    assert startup_notes({"RABBITMQ_ERLANG_COOKIE": "secret"}) == [
+        "RABBITMQ_ERLANG_COOKIE is set and ignored: RapidMQ nodes do not use an Erlang cookie"
+    ]
+    assert startup_notes({}) == []
