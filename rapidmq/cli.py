@@ -24,6 +24,7 @@ from rapidmq.admin_cli.access_commands import add_access_commands
 from rapidmq.admin_cli.commands import add_admin_commands, add_global_options
 from rapidmq.config import (
     CONFIG_ENV,
+    RABBITMQ_CONF,
     SETTINGS,
     ConfigError,
     Settings,
@@ -133,7 +134,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         ConfigError: any bad value, in the flags, the environment or the config file.
     """
     options = {info.name: getattr(args, info.name) for info in SETTINGS}
-    return load_settings(options, environ, args.config)
+    return load_settings(options, environ, args.config, rabbitmq_conf=RABBITMQ_CONF)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -148,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise
         print("rapidmq: this installation has no broker (rapidmq.server)", file=sys.stderr)
         return 1
-    return run(settings, startup_notes(os.environ))
+    return run(settings, startup_notes(os.environ, RABBITMQ_CONF))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -27,14 +28,17 @@ from rapidmq.errors import RapidMQError
 __all__ = [
     "CONFIG_ENV",
     "IGNORED_ENV",
+    "RABBITMQ_CONF",
     "SETTINGS",
     "Backend",
     "ConfigError",
     "LogLevel",
+    "RabbitMQConf",
     "SettingInfo",
     "Settings",
     "Storage",
     "load_settings",
+    "read_rabbitmq_conf",
     "startup_notes",
 ]
 
@@ -114,6 +118,7 @@ class Settings:
     ldap_cache_ttl_s: float = 60.0
     ldap_timeout_s: float = 5.0
     ldap_ca: str = ""
+    load_definitions: str = ""
 
 
 class _Invalid(Exception):
@@ -556,6 +561,13 @@ SETTINGS: tuple[SettingInfo, ...] = (
         _path_or_empty,
         "FILE",
     ),
+    SettingInfo(
+        "load_definitions",
+        "definitions file (RabbitMQ's JSON format) or directory of them, imported at every "
+        "start before the ready line; empty = rabbitmq.conf's load_definitions, if any",
+        _path_or_empty,
+        "FILE",
+    ),
 )
 
 _BY_NAME: dict[str, SettingInfo] = {info.name: info for info in SETTINGS}
@@ -607,20 +619,102 @@ IGNORED_ENV: dict[str, str] = {
 }
 
 
-def startup_notes(environ: Mapping[str, str]) -> list[str]:
-    """Lines to log at start-up about settings given in a form RapidMQ does not use."""
-    return [
+#: Where RabbitMQ's image looks for its config file (``RABBITMQ_CONFIG_FILE`` moves it).
+RABBITMQ_CONF = "/etc/rabbitmq/rabbitmq.conf"
+RABBITMQ_CONFIG_FILE_ENV = "RABBITMQ_CONFIG_FILE"
+#: The keys of rabbitmq.conf RapidMQ reads; the older plugin spelling is still met.
+_RABBITMQ_CONF_KEYS = ("load_definitions", "management.load_definitions")
+
+
+@dataclass(slots=True, frozen=True)
+class RabbitMQConf:
+    """What RapidMQ takes from a RabbitMQ ``rabbitmq.conf``: ``load_definitions`` only."""
+
+    path: str
+    load_definitions: str
+    ignored_keys: tuple[str, ...]
+
+
+def read_rabbitmq_conf(environ: Mapping[str, str], default_path: str | None) -> RabbitMQConf | None:
+    """The ``rabbitmq.conf`` named by ``RABBITMQ_CONFIG_FILE``, else ``default_path`` if it exists.
+
+    Raises:
+        ConfigError: ``RABBITMQ_CONFIG_FILE`` names a missing file, a file cannot be
+            read, or its ``load_definitions`` line has no path.
+    """
+    given = environ.get(RABBITMQ_CONFIG_FILE_ENV, "").strip()
+    if given:
+        path = given
+        # RabbitMQ takes the name with or without its ".conf".
+        if not os.path.exists(path) and not os.path.splitext(path)[1]:
+            path += ".conf"
+        if not os.path.exists(path):
+            raise ConfigError(
+                f"rabbitmq.conf {given} not found; fix {RABBITMQ_CONFIG_FILE_ENV} or unset it"
+            )
+        fix = f"fix {RABBITMQ_CONFIG_FILE_ENV}"
+    elif default_path is not None and os.path.exists(default_path):
+        path, fix = default_path, "fix or remove it"
+    else:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise ConfigError(f"rabbitmq.conf {path} cannot be read ({reason}); {fix}") from None
+    load_definitions = ""
+    ignored: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, _sep, value = text.partition("=")
+        key = key.strip()
+        if key in _RABBITMQ_CONF_KEYS:
+            value = value.split(" #", 1)[0].strip()
+            if not value:
+                raise ConfigError(
+                    f"rabbitmq.conf {path} line {number}: {key} has no path; "
+                    "give the definitions file or remove the line"
+                )
+            load_definitions = value
+        elif key not in ignored:
+            ignored.append(key)
+    return RabbitMQConf(path, load_definitions, tuple(ignored))
+
+
+def startup_notes(environ: Mapping[str, str], rabbitmq_conf: str | None = None) -> list[str]:
+    """Lines to log at start-up about settings given in a form RapidMQ does not use.
+
+    Args:
+        environ: the process environment.
+        rabbitmq_conf: where to look for RabbitMQ's config file when
+            ``RABBITMQ_CONFIG_FILE`` is not set; ``None`` = nowhere.
+    """
+    notes = [
         f"{name} is set and ignored: {why}"
         for name, why in IGNORED_ENV.items()
         if environ.get(name, "").strip()
     ]
+    conf = read_rabbitmq_conf(environ, rabbitmq_conf)
+    if conf is not None and conf.ignored_keys:
+        notes.append(
+            f"rabbitmq.conf {conf.path}: only load_definitions is read; ignored "
+            + ", ".join(conf.ignored_keys)
+        )
+    return notes
 
 
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$")
 
 
 def load_settings(
-    argv_options: Mapping[str, Any], environ: Mapping[str, str], config_file: str | None
+    argv_options: Mapping[str, Any],
+    environ: Mapping[str, str],
+    config_file: str | None,
+    *,
+    rabbitmq_conf: str | None = None,
 ) -> Settings:
     """Combine the defaults, a TOML file, the environment and the flags.
 
@@ -628,6 +722,9 @@ def load_settings(
         argv_options: setting name to value from the command line; ``None`` means not given.
         environ: the process environment (``RAPIDMQ_*`` variables are read).
         config_file: the ``--config`` path; when ``None``, ``RAPIDMQ_CONFIG`` is used.
+        rabbitmq_conf: where RabbitMQ's config file is looked for when
+            ``RABBITMQ_CONFIG_FILE`` is not set (``None`` = nowhere); its
+            ``load_definitions`` is used when no other source gives one.
 
     Raises:
         ConfigError: a bad value, an unknown key, or a missing or unparsable file.
@@ -650,6 +747,10 @@ def load_settings(
         if option is None:
             raise ConfigError(f"unknown option {name!r}")
         values[name] = _parse(option, raw, f"{option.flag} {raw!r}")
+    if not values.get("load_definitions"):
+        conf = read_rabbitmq_conf(environ, rabbitmq_conf)
+        if conf is not None and conf.load_definitions:
+            values["load_definitions"] = conf.load_definitions
     settings = Settings(**values)
     _check_ports(settings)
     _check_ldap(settings)

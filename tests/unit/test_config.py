@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rapidmq.config import SETTINGS, ConfigError, Settings, load_settings, startup_notes
+from rapidmq.config import (
+    SETTINGS,
+    ConfigError,
+    RabbitMQConf,
+    Settings,
+    load_settings,
+    read_rabbitmq_conf,
+    startup_notes,
+)
 from rapidmq.errors import RapidMQError
 
 # One non-default value per setting: (as typed in a flag or variable, as a TOML value, parsed).
@@ -90,6 +98,11 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "mqtt_vhost": ("iot", '"iot"', "iot"),
     "memory_high_watermark": ("512MB", '"512MB"', "512MB"),
     "disk_free_limit": ("1GiB", '"1GiB"', "1GiB"),
+    "load_definitions": (
+        "/etc/rapidmq/definitions.json",
+        '"/etc/rapidmq/definitions.json"',
+        "/etc/rapidmq/definitions.json",
+    ),
 }
 
 
@@ -140,6 +153,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "ldap_cache_ttl_s": 60.0,
         "ldap_timeout_s": 5.0,
         "ldap_ca": "",
+        "load_definitions": "",
         "bind": "0.0.0.0",
         "data_dir": "./rapidmq-data",
         "backend": "trio",
@@ -429,3 +443,72 @@ def test_erlang_cookie_is_noted_as_ignored() -> None:
         "RABBITMQ_ERLANG_COOKIE is set and ignored: RapidMQ nodes do not use an Erlang cookie"
     ]
     assert startup_notes({}) == []
+
+
+RABBITMQ_CONF_TEXT = """\
+# written for RabbitMQ's image
+listeners.tcp.default = 5672
+management.tcp.port = 15672
+load_definitions = /etc/rabbitmq/definitions.json
+loopback_users.guest = false
+listeners.tcp.default = 5673
+"""
+
+
+def test_rabbitmq_conf_gives_load_definitions_and_lists_the_keys_it_ignores(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, RABBITMQ_CONF_TEXT, "rabbitmq.conf")
+    assert read_rabbitmq_conf({}, path) == RabbitMQConf(
+        path,
+        "/etc/rabbitmq/definitions.json",
+        ("listeners.tcp.default", "management.tcp.port", "loopback_users.guest"),
+    )
+    assert load_settings({}, {}, None, rabbitmq_conf=path).load_definitions == (
+        "/etc/rabbitmq/definitions.json"
+    )
+    assert startup_notes({}, path) == [
+        f"rabbitmq.conf {path}: only load_definitions is read; ignored "
+        "listeners.tcp.default, management.tcp.port, loopback_users.guest"
+    ]
+
+
+def test_rabbitmq_config_file_variable_points_elsewhere_with_or_without_conf(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "management.load_definitions = /defs.json\n", "custom.conf")
+    for named in (path, path.removesuffix(".conf")):
+        env = {"RABBITMQ_CONFIG_FILE": named}
+        settings = load_settings({}, env, None, rabbitmq_conf=str(tmp_path / "absent.conf"))
+        assert settings.load_definitions == "/defs.json"
+
+
+def test_missing_default_rabbitmq_conf_is_no_error(tmp_path: Path) -> None:
+    assert read_rabbitmq_conf({}, str(tmp_path / "rabbitmq.conf")) is None
+    assert load_settings({}, {}, None, rabbitmq_conf=str(tmp_path / "rabbitmq.conf")) == Settings()
+    assert startup_notes({}, str(tmp_path / "rabbitmq.conf")) == []
+
+
+def test_missing_rabbitmq_config_file_names_the_variable(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.conf")
+    assert config_error({}, {"RABBITMQ_CONFIG_FILE": missing}, None) == (
+        f"rapidmq: rabbitmq.conf {missing} not found; fix RABBITMQ_CONFIG_FILE or unset it"
+    )
+
+
+def test_rabbitmq_conf_load_definitions_without_a_path_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "# comment\nload_definitions =\n", "rabbitmq.conf")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {}, None, rabbitmq_conf=path)
+    assert str(caught.value) == (
+        f"rapidmq: rabbitmq.conf {path} line 2: load_definitions has no path; "
+        "give the definitions file or remove the line"
+    )
+
+
+def test_rapidmq_load_definitions_wins_over_rabbitmq_conf(tmp_path: Path) -> None:
+    path = write(tmp_path, RABBITMQ_CONF_TEXT, "rabbitmq.conf")
+    env = {"RAPIDMQ_LOAD_DEFINITIONS": "/srv/mine.json"}
+    assert load_settings({}, env, None, rabbitmq_conf=path).load_definitions == "/srv/mine.json"
+    flag = {"load_definitions": "/srv/flag.json"}
+    assert load_settings(flag, env, None, rabbitmq_conf=path).load_definitions == "/srv/flag.json"
