@@ -117,12 +117,30 @@ def _add_serve(subcommands: argparse._SubParsersAction[_Parser]) -> None:
         help=f"TOML config file (env {CONFIG_ENV}; default: none)",
     )
     for info in SETTINGS:
+        help_text = f"{info.help} (default: {info.show_default()}; env {info.env})"
+        if not info.is_switch:
+            serve.add_argument(
+                info.flag, dest=info.name, metavar=info.metavar, default=None, help=help_text
+            )
+            continue
+        # A boolean is a switch: a bare flag is "true", and a value after it
+        # (--tls-verify-peer false, --tls-verify-peer=false) still works, as it
+        # did before switches; --no-FLAG turns it off.
         serve.add_argument(
             info.flag,
             dest=info.name,
             metavar=info.metavar,
+            nargs="?",
+            const="true",
             default=None,
-            help=f"{info.help} (default: {info.show_default()}; env {info.env})",
+            help=help_text,
+        )
+        serve.add_argument(
+            info.off_flag,
+            dest=info.name,
+            action="store_const",
+            const="false",
+            help=f"turn {info.flag} off",
         )
     serve.set_defaults(run=_serve)
 

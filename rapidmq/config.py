@@ -299,6 +299,23 @@ class SettingInfo:
         return "RAPIDMQ_" + self.name.upper()
 
     @property
+    def is_switch(self) -> bool:
+        """A boolean: on the command line a bare flag turns it on, ``--no-…`` off."""
+        return self.parse is _flag
+
+    @property
+    def off_flag(self) -> str:
+        """The flag that turns a switch off (``--no-tls-verify-peer``)."""
+        return "--no-" + self.name.replace("_", "-")
+
+    @property
+    def flag_forms(self) -> tuple[str, ...]:
+        """How the setting is spelled on the command line, as the docs list it."""
+        if self.is_switch:
+            return (f"{self.flag} [{self.metavar}]", self.off_flag)
+        return (f"{self.flag} {self.metavar}",)
+
+    @property
     def env_names(self) -> tuple[str, ...]:
         """Every environment variable read for this setting, the winning one first."""
         return (self.env, *self.aliases)
@@ -852,7 +869,7 @@ def _check_ports(settings: Settings) -> None:
     if settings.https_port is not None and not tls_enabled(settings):
         raise ConfigError("https_port needs a certificate; give --tls-cert FILE --tls-key FILE")
     if settings.tls_fail_if_no_peer_cert and not settings.tls_verify_peer:
-        raise ConfigError("tls_fail_if_no_peer_cert needs --tls-verify-peer true")
+        raise ConfigError("tls_fail_if_no_peer_cert needs --tls-verify-peer")
     names = ["amqp_port", "mqtt_port", "mqtt_ws_port", "http_port", "prometheus_port"]
     if tls_enabled(settings):
         names += TLS_PORTS

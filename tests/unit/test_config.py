@@ -386,7 +386,9 @@ def test_config_error_is_one_prefixed_line() -> None:
 def test_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
     rows = [
-        f"| `{info.name}` | `{info.flag} {info.metavar}` | "
+        f"| `{info.name}` | "
+        + ", ".join(f"`{form}`" for form in info.flag_forms)
+        + " | "
         + ", ".join(f"`{name}`" for name in info.env_names)
         + " "
         f"| `{info.show_default()}` | {info.help} |"
