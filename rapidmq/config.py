@@ -97,6 +97,7 @@ class Settings:
     loopback_users: tuple[str, ...] = ("guest",)
     handshake_timeout_s: float = 10.0
     mqtt_vhost: str = "/"
+    mqtt_anonymous_usernames: bool = False
     memory_high_watermark: str = "0.4"
     disk_free_limit: str = "50MB"
     cluster_name: str = ""
@@ -465,6 +466,13 @@ SETTINGS: tuple[SettingInfo, ...] = (
         "virtual host of MQTT clients whose user name has no 'vhost:' prefix",
         _text,
         "NAME",
+    ),
+    SettingInfo(
+        "mqtt_anonymous_usernames",
+        "an MQTT CONNECT with a user name and no password logs in as default_user "
+        "(the sent name is kept for the logs); off = refused",
+        _flag,
+        "BOOL",
     ),
     SettingInfo(
         "memory_high_watermark",

@@ -132,6 +132,7 @@ class Server:
             loopback_users=tuple(settings.loopback_users),
             anonymous_user=settings.default_user,
             anonymous_pass=settings.default_pass,
+            anonymous_usernames=settings.mqtt_anonymous_usernames,
             connect_timeout_s=settings.handshake_timeout_s,
         )
         # -- authentication: one login chain for AMQP, MQTT and the management API ----

@@ -96,6 +96,7 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "loopback_users": ("admin, ops", '["admin", "ops"]', ("admin", "ops")),
     "handshake_timeout_s": ("2.5", "2.5", 2.5),
     "mqtt_vhost": ("iot", '"iot"', "iot"),
+    "mqtt_anonymous_usernames": ("on", "true", True),
     "memory_high_watermark": ("512MB", '"512MB"', "512MB"),
     "disk_free_limit": ("1GiB", '"1GiB"', "1GiB"),
     "load_definitions": (
@@ -154,6 +155,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "ldap_timeout_s": 5.0,
         "ldap_ca": "",
         "load_definitions": "",
+        "mqtt_anonymous_usernames": False,
         "bind": "0.0.0.0",
         "data_dir": "./rapidmq-data",
         "backend": "trio",
