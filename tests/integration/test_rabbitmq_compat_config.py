@@ -220,3 +220,24 @@ def test_definitions_naming_a_missing_vhost_refuse_start_up_with_one_line(tmp_pa
         "",
         f"rapidmq: definitions file {bad}: queues: vhost 'nowhere' does not exist; fix the file\n",
     )
+
+
+def test_load_definitions_directory_imports_its_json_files_in_name_order(tmp_path: Path) -> None:
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    # The queue file needs the vhost file first: name order decides.
+    (folder / "20-queues.json").write_text(
+        json.dumps({"queues": [{"name": "telemetry", "vhost": "iot", "durable": True}]}),
+        encoding="utf-8",
+    )
+    (folder / "10-vhosts.json").write_text(
+        json.dumps({"vhosts": [{"name": "iot"}]}), encoding="utf-8"
+    )
+    (folder / "notes.txt").write_text("not definitions", encoding="utf-8")
+    env = {"RAPIDMQ_LOAD_DEFINITIONS": str(folder)}
+    with BrokerProcess("--bind", "127.0.0.1", env=env) as broker:
+        assert [line[line.index(IMPORTED) :] for line in broker.output if IMPORTED in line] == [
+            IMPORTED + "1 vhosts",
+            IMPORTED + "1 queues",
+        ]
+        assert queue_summary(broker) == [("iot", "telemetry", True)]

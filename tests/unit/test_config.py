@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rapidmq.auth.backends import Authenticator, LoginRequest, LoginResult
+from rapidmq.auth.users import UserStore
 from rapidmq.config import (
     SETTINGS,
     ConfigError,
@@ -516,3 +518,20 @@ def test_rapidmq_load_definitions_wins_over_rabbitmq_conf(tmp_path: Path) -> Non
     assert load_settings({}, env, None, rabbitmq_conf=path).load_definitions == "/srv/mine.json"
     flag = {"load_definitions": "/srv/flag.json"}
     assert load_settings(flag, env, None, rabbitmq_conf=path).load_definitions == "/srv/flag.json"
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"), [("admin", ["admin"]), ("guest", [None])], ids=["admin", "guest"]
+)
+def test_rabbitmq_default_user_from_elsewhere_is_refused_only_when_named_guest(
+    name: str, accepted: list[str | None]
+) -> None:
+    settings = load_settings(
+        {}, {"RABBITMQ_DEFAULT_USER": name, "RABBITMQ_DEFAULT_PASS": "s3cret"}, None
+    )
+    users = UserStore.with_default_user(settings.default_user, settings.default_pass)
+    authenticator = Authenticator.internal(users, loopback_users=settings.loopback_users)
+    results: list[LoginResult] = []
+    request = LoginRequest("amqp", name, "s3cret", "203.0.113.5", "PLAIN")
+    authenticator.login(request, results.append)
+    assert [None if r.user is None else r.user.name for r in results] == accepted
