@@ -117,7 +117,8 @@ def _add_serve(subcommands: argparse._SubParsersAction[_Parser]) -> None:
         help=f"TOML config file (env {CONFIG_ENV}; default: none)",
     )
     for info in SETTINGS:
-        help_text = f"{info.help} (default: {info.show_default()}; env {info.env})"
+        env = " or ".join(info.env_names)
+        help_text = f"{info.help} (default: {info.show_default()}; env {env})"
         if not info.is_switch:
             serve.add_argument(
                 info.flag, dest=info.name, metavar=info.metavar, default=None, help=help_text

@@ -47,7 +47,8 @@ def test_serve_help_describes_every_flag_with_its_default_and_variable() -> None
     assert (result.returncode, result.stderr) == (0, "")
     text = " ".join(result.stdout.split())
     described = [
-        f"{info.flag_forms[0]} {info.help} (default: {info.show_default()}; env {info.env})"
+        f"{info.flag_forms[0]} {info.help} (default: {info.show_default()}; "
+        f"env {' or '.join(info.env_names)})"
         for info in SETTINGS
     ]
     missing = [line for line in described if line not in text]
