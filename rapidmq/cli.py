@@ -16,13 +16,21 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import NoReturn
 
 from rapidmq.admin_cli.access_commands import add_access_commands
 from rapidmq.admin_cli.commands import add_admin_commands, add_global_options
-from rapidmq.config import CONFIG_ENV, SETTINGS, ConfigError, Settings, load_settings
+from rapidmq.config import (
+    CONFIG_ENV,
+    RABBITMQ_CONF,
+    SETTINGS,
+    ConfigError,
+    Settings,
+    load_settings,
+    startup_notes,
+)
 
 __all__ = ["build_parser", "main", "settings_from_args"]
 
@@ -109,12 +117,31 @@ def _add_serve(subcommands: argparse._SubParsersAction[_Parser]) -> None:
         help=f"TOML config file (env {CONFIG_ENV}; default: none)",
     )
     for info in SETTINGS:
+        env = " or ".join(info.env_names)
+        help_text = f"{info.help} (default: {info.show_default()}; env {env})"
+        if not info.is_switch:
+            serve.add_argument(
+                info.flag, dest=info.name, metavar=info.metavar, default=None, help=help_text
+            )
+            continue
+        # A boolean is a switch: a bare flag is "true", and a value after it
+        # (--tls-verify-peer false, --tls-verify-peer=false) still works, as it
+        # did before switches; --no-FLAG turns it off.
         serve.add_argument(
             info.flag,
             dest=info.name,
             metavar=info.metavar,
+            nargs="?",
+            const="true",
             default=None,
-            help=f"{info.help} (default: {info.show_default()}; env {info.env})",
+            help=help_text,
+        )
+        serve.add_argument(
+            info.off_flag,
+            dest=info.name,
+            action="store_const",
+            const="false",
+            help=f"turn {info.flag} off",
         )
     serve.set_defaults(run=_serve)
 
@@ -126,20 +153,22 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         ConfigError: any bad value, in the flags, the environment or the config file.
     """
     options = {info.name: getattr(args, info.name) for info in SETTINGS}
-    return load_settings(options, environ, args.config)
+    return load_settings(options, environ, args.config, rabbitmq_conf=RABBITMQ_CONF)
 
 
 def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, os.environ)
     try:
         # Imported here so that `rapidmq --help` works without the broker's dependencies.
-        run: Callable[[Settings], int] = importlib.import_module("rapidmq.server").run
+        run: Callable[[Settings, Sequence[str]], int] = importlib.import_module(
+            "rapidmq.server"
+        ).run
     except ModuleNotFoundError as err:
         if err.name != "rapidmq.server":
             raise
         print("rapidmq: this installation has no broker (rapidmq.server)", file=sys.stderr)
         return 1
-    return run(settings)
+    return run(settings, startup_notes(os.environ, RABBITMQ_CONF))
 
 
 def main(argv: list[str] | None = None) -> int:

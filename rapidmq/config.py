@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -26,14 +27,19 @@ from rapidmq.errors import RapidMQError
 
 __all__ = [
     "CONFIG_ENV",
+    "IGNORED_ENV",
+    "RABBITMQ_CONF",
     "SETTINGS",
     "Backend",
     "ConfigError",
     "LogLevel",
+    "RabbitMQConf",
     "SettingInfo",
     "Settings",
     "Storage",
     "load_settings",
+    "read_rabbitmq_conf",
+    "startup_notes",
 ]
 
 Backend = Literal["trio", "asyncio"]
@@ -91,6 +97,7 @@ class Settings:
     loopback_users: tuple[str, ...] = ("guest",)
     handshake_timeout_s: float = 10.0
     mqtt_vhost: str = "/"
+    mqtt_anonymous_usernames: bool = False
     memory_high_watermark: str = "0.4"
     disk_free_limit: str = "50MB"
     cluster_name: str = ""
@@ -112,6 +119,7 @@ class Settings:
     ldap_cache_ttl_s: float = 60.0
     ldap_timeout_s: float = 5.0
     ldap_ca: str = ""
+    load_definitions: str = ""
 
 
 class _Invalid(Exception):
@@ -279,6 +287,9 @@ class SettingInfo:
     help: str
     parse: _Parser
     metavar: str
+    #: Other environment variables read for this setting, after ``RAPIDMQ_*`` (which wins):
+    #: RabbitMQ's, so that a deployment written for RabbitMQ's image keeps working.
+    aliases: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -287,6 +298,28 @@ class SettingInfo:
     @property
     def env(self) -> str:
         return "RAPIDMQ_" + self.name.upper()
+
+    @property
+    def is_switch(self) -> bool:
+        """A boolean: on the command line a bare flag turns it on, ``--no-…`` off."""
+        return self.parse is _flag
+
+    @property
+    def off_flag(self) -> str:
+        """The flag that turns a switch off (``--no-tls-verify-peer``)."""
+        return "--no-" + self.name.replace("_", "-")
+
+    @property
+    def flag_forms(self) -> tuple[str, ...]:
+        """How the setting is spelled on the command line, as the docs list it."""
+        if self.is_switch:
+            return (f"{self.flag} [{self.metavar}]", self.off_flag)
+        return (f"{self.flag} {self.metavar}",)
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """Every environment variable read for this setting, the winning one first."""
+        return (self.env, *self.aliases)
 
     @property
     def default(self) -> object:
@@ -395,9 +428,27 @@ SETTINGS: tuple[SettingInfo, ...] = (
     ),
     SettingInfo("frame_max", "largest AMQP frame in bytes", _int_in(4096, 2**32 - 1), "BYTES"),
     SettingInfo("channel_max", "most AMQP channels per connection", _int_in(1, 65535), "N"),
-    SettingInfo("default_vhost", "virtual host the broker creates", _text, "NAME"),
-    SettingInfo("default_user", "user the broker creates, tagged administrator", _text, "NAME"),
-    SettingInfo("default_pass", "password of the default user", _secret, "PASSWORD"),
+    SettingInfo(
+        "default_vhost",
+        "virtual host the broker creates",
+        _text,
+        "NAME",
+        aliases=("RABBITMQ_DEFAULT_VHOST",),
+    ),
+    SettingInfo(
+        "default_user",
+        "user the broker creates on a fresh data dir, tagged administrator",
+        _text,
+        "NAME",
+        aliases=("RABBITMQ_DEFAULT_USER",),
+    ),
+    SettingInfo(
+        "default_pass",
+        "password of the default user",
+        _secret,
+        "PASSWORD",
+        aliases=("RABBITMQ_DEFAULT_PASS",),
+    ),
     SettingInfo(
         "loopback_users",
         "users who may connect only from localhost; none = nobody",
@@ -415,6 +466,13 @@ SETTINGS: tuple[SettingInfo, ...] = (
         "virtual host of MQTT clients whose user name has no 'vhost:' prefix",
         _text,
         "NAME",
+    ),
+    SettingInfo(
+        "mqtt_anonymous_usernames",
+        "an MQTT CONNECT with a user name and no password logs in as default_user "
+        "(the sent name is kept for the logs); off = refused",
+        _flag,
+        "BOOL",
     ),
     SettingInfo(
         "memory_high_watermark",
@@ -528,6 +586,13 @@ SETTINGS: tuple[SettingInfo, ...] = (
         _path_or_empty,
         "FILE",
     ),
+    SettingInfo(
+        "load_definitions",
+        "definitions file (RabbitMQ's JSON format) or directory of them, imported at every "
+        "start before the ready line; empty = rabbitmq.conf's load_definitions, if any",
+        _path_or_empty,
+        "FILE",
+    ),
 )
 
 _BY_NAME: dict[str, SettingInfo] = {info.name: info for info in SETTINGS}
@@ -572,11 +637,109 @@ _TABLE_ALIASES: dict[str, dict[str, str]] = {
     },
 }
 
+#: RabbitMQ's environment variables that mean nothing to RapidMQ, and why; each one
+#: set is named in one log line at start-up, so that nobody wonders whether it took.
+IGNORED_ENV: dict[str, str] = {
+    "RABBITMQ_ERLANG_COOKIE": "RapidMQ nodes do not use an Erlang cookie",
+}
+
+
+#: Where RabbitMQ's image looks for its config file (``RABBITMQ_CONFIG_FILE`` moves it).
+RABBITMQ_CONF = "/etc/rabbitmq/rabbitmq.conf"
+RABBITMQ_CONFIG_FILE_ENV = "RABBITMQ_CONFIG_FILE"
+#: The keys of rabbitmq.conf RapidMQ reads; the older plugin spelling is still met.
+_RABBITMQ_CONF_KEYS = ("load_definitions", "management.load_definitions")
+
+
+@dataclass(slots=True, frozen=True)
+class RabbitMQConf:
+    """What RapidMQ takes from a RabbitMQ ``rabbitmq.conf``: ``load_definitions`` only."""
+
+    path: str
+    load_definitions: str
+    ignored_keys: tuple[str, ...]
+
+
+def read_rabbitmq_conf(environ: Mapping[str, str], default_path: str | None) -> RabbitMQConf | None:
+    """The ``rabbitmq.conf`` named by ``RABBITMQ_CONFIG_FILE``, else ``default_path`` if it exists.
+
+    Raises:
+        ConfigError: ``RABBITMQ_CONFIG_FILE`` names a missing file, a file cannot be
+            read, or its ``load_definitions`` line has no path.
+    """
+    given = environ.get(RABBITMQ_CONFIG_FILE_ENV, "").strip()
+    if given:
+        path = given
+        # RabbitMQ takes the name with or without its ".conf".
+        if not os.path.exists(path) and not os.path.splitext(path)[1]:
+            path += ".conf"
+        if not os.path.exists(path):
+            raise ConfigError(
+                f"rabbitmq.conf {given} not found; fix {RABBITMQ_CONFIG_FILE_ENV} or unset it"
+            )
+        fix = f"fix {RABBITMQ_CONFIG_FILE_ENV}"
+    elif default_path is not None and os.path.exists(default_path):
+        path, fix = default_path, "fix or remove it"
+    else:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise ConfigError(f"rabbitmq.conf {path} cannot be read ({reason}); {fix}") from None
+    load_definitions = ""
+    ignored: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, _sep, value = text.partition("=")
+        key = key.strip()
+        if key in _RABBITMQ_CONF_KEYS:
+            value = value.split(" #", 1)[0].strip()
+            if not value:
+                raise ConfigError(
+                    f"rabbitmq.conf {path} line {number}: {key} has no path; "
+                    "give the definitions file or remove the line"
+                )
+            load_definitions = value
+        elif key not in ignored:
+            ignored.append(key)
+    return RabbitMQConf(path, load_definitions, tuple(ignored))
+
+
+def startup_notes(environ: Mapping[str, str], rabbitmq_conf: str | None = None) -> list[str]:
+    """Lines to log at start-up about settings given in a form RapidMQ does not use.
+
+    Args:
+        environ: the process environment.
+        rabbitmq_conf: where to look for RabbitMQ's config file when
+            ``RABBITMQ_CONFIG_FILE`` is not set; ``None`` = nowhere.
+    """
+    notes = [
+        f"{name} is set and ignored: {why}"
+        for name, why in IGNORED_ENV.items()
+        if environ.get(name, "").strip()
+    ]
+    conf = read_rabbitmq_conf(environ, rabbitmq_conf)
+    if conf is not None and conf.ignored_keys:
+        notes.append(
+            f"rabbitmq.conf {conf.path}: only load_definitions is read; ignored "
+            + ", ".join(conf.ignored_keys)
+        )
+    return notes
+
+
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$")
 
 
 def load_settings(
-    argv_options: Mapping[str, Any], environ: Mapping[str, str], config_file: str | None
+    argv_options: Mapping[str, Any],
+    environ: Mapping[str, str],
+    config_file: str | None,
+    *,
+    rabbitmq_conf: str | None = None,
 ) -> Settings:
     """Combine the defaults, a TOML file, the environment and the flags.
 
@@ -584,6 +747,9 @@ def load_settings(
         argv_options: setting name to value from the command line; ``None`` means not given.
         environ: the process environment (``RAPIDMQ_*`` variables are read).
         config_file: the ``--config`` path; when ``None``, ``RAPIDMQ_CONFIG`` is used.
+        rabbitmq_conf: where RabbitMQ's config file is looked for when
+            ``RABBITMQ_CONFIG_FILE`` is not set (``None`` = nowhere); its
+            ``load_definitions`` is used when no other source gives one.
 
     Raises:
         ConfigError: a bad value, an unknown key, or a missing or unparsable file.
@@ -594,9 +760,11 @@ def load_settings(
     elif environ.get(CONFIG_ENV, "").strip():
         values.update(_read_file(environ[CONFIG_ENV].strip(), CONFIG_ENV))
     for info in SETTINGS:
-        raw = environ.get(info.env, "")
-        if raw.strip():
-            values[info.name] = _parse(info, raw, f"{info.env}={raw!r}")
+        for env_name in info.env_names:
+            raw = environ.get(env_name, "")
+            if raw.strip():
+                values[info.name] = _parse(info, raw, f"{env_name}={raw!r}")
+                break
     for name, raw in argv_options.items():
         if raw is None:
             continue
@@ -604,6 +772,10 @@ def load_settings(
         if option is None:
             raise ConfigError(f"unknown option {name!r}")
         values[name] = _parse(option, raw, f"{option.flag} {raw!r}")
+    if not values.get("load_definitions"):
+        conf = read_rabbitmq_conf(environ, rabbitmq_conf)
+        if conf is not None and conf.load_definitions:
+            values["load_definitions"] = conf.load_definitions
     settings = Settings(**values)
     _check_ports(settings)
     _check_ldap(settings)
@@ -705,7 +877,7 @@ def _check_ports(settings: Settings) -> None:
     if settings.https_port is not None and not tls_enabled(settings):
         raise ConfigError("https_port needs a certificate; give --tls-cert FILE --tls-key FILE")
     if settings.tls_fail_if_no_peer_cert and not settings.tls_verify_peer:
-        raise ConfigError("tls_fail_if_no_peer_cert needs --tls-verify-peer true")
+        raise ConfigError("tls_fail_if_no_peer_cert needs --tls-verify-peer")
     names = ["amqp_port", "mqtt_port", "mqtt_ws_port", "http_port", "prometheus_port"]
     if tls_enabled(settings):
         names += TLS_PORTS

@@ -263,7 +263,9 @@ def connection_opened(
     label = f"{protocol} connection {client_address}"
     if local is not None:
         label += f" -> {local}"
-    details = f"(user '{user}', vhost '{vhost}', client '{product}')"
+    sent = more.get("sent_username")
+    shown_user = f"user '{user}' (sent '{sent}')" if sent is not None else f"user '{user}'"
+    details = f"({shown_user}, vhost '{vhost}', client '{product}')"
     fields: dict[str, Any] = {
         "protocol": protocol.lower(),
         "user": user,

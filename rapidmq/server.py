@@ -35,7 +35,7 @@ import ssl
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -48,7 +48,7 @@ from rapidmq.auth.limiter import LoginLimiter
 from rapidmq.auth.limits import LimitStore
 from rapidmq.auth.permissions import Permission, PermissionStore
 from rapidmq.auth.users import UserStore
-from rapidmq.config import Settings, tls_enabled
+from rapidmq.config import ConfigError, Settings, tls_enabled
 from rapidmq.core.alarms import (
     ResourceAlarms,
     parse_size,
@@ -132,6 +132,7 @@ class Server:
             loopback_users=tuple(settings.loopback_users),
             anonymous_user=settings.default_user,
             anonymous_pass=settings.default_pass,
+            anonymous_usernames=settings.mqtt_anonymous_usernames,
             connect_timeout_s=settings.handshake_timeout_s,
         )
         # -- authentication: one login chain for AMQP, MQTT and the management API ----
@@ -346,6 +347,7 @@ class Server:
         Raises:
             StorageError: the data dir cannot be used (one line naming the fix).
             ListenError: a listener cannot bind (one line).
+            ConfigError: the load_definitions file is missing or bad (one line).
         """
         self._stopped = anyio.Event()
         self._http_shutdown = anyio.Event()
@@ -356,6 +358,15 @@ class Server:
             # HTTPS gets a context of its own: Hypercorn sets ALPN (h2, http/1.1) on it.
             self._https_context = server_context(s) if s.https_port is not None else None
         self._open_storage()
+        if s.load_definitions:
+            # Before any listener, so that no client sees the broker without them.
+            from rapidmq.admin.definitions_file import load_definitions_file
+
+            try:
+                load_definitions_file(self, s.load_definitions)
+            except BaseException:
+                self._close_storage()
+                raise
         wanted: list[tuple[str, int | None, str, str, HandlerFactory]] = [
             ("amqp", s.amqp_port, "AMQP", "--amqp-port", self._amqp_handler),
             ("mqtt", s.mqtt_port, "MQTT", "--mqtt-port", self._mqtt_handler),
@@ -516,12 +527,15 @@ class Server:
 _Blockable = TypeVar("_Blockable", AMQPConnection, MQTTConnection)
 
 
-async def _main(settings: Settings) -> int:
+async def _main(settings: Settings, notes: Sequence[str]) -> int:
     server = Server(settings)
     try:
         await server.start()
     except ListenError as err:
         print(f"rapidmq: {err}", file=sys.stderr, flush=True)
+        return 1
+    except ConfigError as err:  # already one "rapidmq: " line
+        print(err, file=sys.stderr, flush=True)
         return 1
     except StorageError as err:
         text = " ".join(str(err).split())
@@ -531,6 +545,9 @@ async def _main(settings: Settings) -> int:
             flush=True,
         )
         return 1
+    # Logged once started, so that a refused start-up says one line only.
+    for note in notes:
+        log.info("%s", note)
     # Signals are watched before the ready line goes out, so a SIGTERM sent the
     # moment a supervisor sees the line still stops the broker gracefully.
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -546,8 +563,13 @@ async def _main(settings: Settings) -> int:
     return 0
 
 
-def run(settings: Settings) -> int:
-    """Run the broker until SIGTERM/SIGINT; returns the process exit code."""
+def run(settings: Settings, notes: Sequence[str] = ()) -> int:
+    """Run the broker until SIGTERM/SIGINT; returns the process exit code.
+
+    Args:
+        settings: what to run with.
+        notes: lines about the configuration to log once the broker has started.
+    """
     configure_logging(settings.log_level, settings.log_format)
     try:
         configure_audit_file(settings.audit_log)
@@ -568,8 +590,8 @@ def run(settings: Settings) -> int:
             pass
         else:
             options["use_uvloop"] = True
-    main: Callable[[Settings], Awaitable[int]] = _main
+    main: Callable[[Settings, Sequence[str]], Awaitable[int]] = _main
     try:
-        return anyio.run(main, settings, backend=backend, backend_options=options)
+        return anyio.run(main, settings, notes, backend=backend, backend_options=options)
     except KeyboardInterrupt:
         return 0

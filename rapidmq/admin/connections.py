@@ -277,7 +277,12 @@ def _render_connection(server: Server, conn: _Conn) -> dict[str, Any]:
             frame_max=0,
             timeout=handler.keep_alive_s,
             auth_mechanism="none",
-            client_properties={"client_id": handler.client_id},
+            client_properties=(
+                {"client_id": handler.client_id}
+                if handler.sent_username is None
+                # The name the device sent; "user" is the default user it acts as.
+                else {"client_id": handler.client_id, "username": handler.sent_username}
+            ),
         )
     return body
 

@@ -57,7 +57,14 @@ if TYPE_CHECKING:
     from rapidmq.core.vhost import VirtualHost
     from rapidmq.server import Server
 
-__all__ = ["ROUTES", "export_definitions", "export_vhost_definitions", "limit_parameters"]
+__all__ = [
+    "ROUTES",
+    "export_definitions",
+    "export_vhost_definitions",
+    "import_definitions",
+    "limit_parameters",
+    "parse_definitions",
+]
 
 log = logging.getLogger("rapidmq.admin")
 
@@ -269,21 +276,30 @@ def _uploaded_file(content_type: str, raw: bytes) -> bytes:
     raise bad_request("failed_to_parse_json")
 
 
+def parse_definitions(raw: bytes) -> dict[str, Any]:
+    """A definitions document; empty input is an empty file, as RabbitMQ takes it.
+
+    Raises:
+        ValueError: not UTF-8 JSON, or not a JSON object at the top.
+    """
+    if not raw.strip():
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("the top level is not a JSON object")
+    return data
+
+
 async def _read_definitions(request: Request) -> dict[str, Any]:
-    """The posted definitions; an empty body is an empty file, as RabbitMQ takes it."""
+    """The posted definitions."""
     raw = await request.body()
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("multipart/form-data"):
         raw = _uploaded_file(content_type, raw)
-    if not raw.strip():
-        return {}
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return parse_definitions(raw)
+    except ValueError:  # a JSONDecodeError or a UnicodeDecodeError
         raise bad_request("failed_to_parse_json") from None
-    if not isinstance(data, dict):
-        raise bad_request("failed_to_parse_json")
-    return data
 
 
 # -- validating --------------------------------------------------------------------------
@@ -597,11 +613,15 @@ class _Import:
             )
 
 
-async def post_definitions(request: Request) -> Response:
-    user = require_administrator(request)
-    body = await _read_definitions(request)
+def import_definitions(server: Server, body: dict[str, Any], actor: str) -> None:
+    """Apply a whole-broker definitions document, as ``POST /api/definitions`` does.
+
+    Raises:
+        ApiError: a section is malformed or refers to what does not exist; what was
+            applied before it stays applied, as in RabbitMQ.
+    """
     sections = {key: _section(body, key) for key in (*_BROKER_SECTIONS, *_VHOST_SECTIONS)}
-    job = _Import(server_of(request), user.name)
+    job = _Import(server, actor)
     job.unsupported(body, (*_BROKER_SECTIONS, *_VHOST_SECTIONS))
     with job.connected():
         job.vhosts(sections["vhosts"])
@@ -614,6 +634,11 @@ async def post_definitions(request: Request) -> Response:
         job.queues(sections["queues"], None)
         job.bindings(sections["bindings"], None)
     job.report("")
+
+
+async def post_definitions(request: Request) -> Response:
+    user = require_administrator(request)
+    import_definitions(server_of(request), await _read_definitions(request), user.name)
     return no_content()
 
 

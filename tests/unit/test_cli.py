@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rapidmq.cli import build_parser, main, settings_from_args
-from rapidmq.config import SETTINGS, Settings
+from rapidmq.config import SETTINGS, Settings, load_settings
 from rapidmq.testing import BrokerProcess
 
 RAPIDMQ_SCRIPT = Path(sys.executable).with_name("rapidmq")
@@ -47,7 +47,8 @@ def test_serve_help_describes_every_flag_with_its_default_and_variable() -> None
     assert (result.returncode, result.stderr) == (0, "")
     text = " ".join(result.stdout.split())
     described = [
-        f"{info.flag} {info.metavar} {info.help} (default: {info.show_default()}; env {info.env})"
+        f"{info.flag_forms[0]} {info.help} (default: {info.show_default()}; "
+        f"env {' or '.join(info.env_names)})"
         for info in SETTINGS
     ]
     missing = [line for line in described if line not in text]
@@ -139,3 +140,66 @@ def test_serve_prints_the_ready_line_and_stops_cleanly_on_sigterm() -> None:
     finally:
         code = broker.stop()
     assert code == 0
+
+
+SWITCHES = ("tls_verify_peer", "tls_fail_if_no_peer_cert", "ldap_use_ssl", "ldap_use_starttls")
+
+
+def serve_setting(argv: list[str], name: str, environ: dict[str, str] | None = None) -> object:
+    args = build_parser().parse_args(["serve", *argv])
+    options = {info.name: getattr(args, info.name) for info in SETTINGS}
+    return getattr(load_settings(options, environ or {}, None), name)
+
+
+@pytest.mark.parametrize("name", SWITCHES)
+def test_every_boolean_flag_is_a_switch_with_a_no_form(name: str) -> None:
+    flag = "--" + name.replace("_", "-")
+    off = "--no-" + name.replace("_", "-")
+    forms = {
+        "bare": [flag],
+        "=true": [f"{flag}=true"],
+        "true": [flag, "true"],
+        "=false": [f"{flag}=false"],
+        "false": [flag, "false"],
+        "no": [off],
+        "on then no": [flag, off],
+        "no then on": [off, flag],
+        "absent": [],
+    }
+    # tls_fail_if_no_peer_cert is refused without tls_verify_peer.
+    environ = {"RAPIDMQ_TLS_VERIFY_PEER": "true"} if name == "tls_fail_if_no_peer_cert" else {}
+    assert {form: serve_setting(argv, name, environ) for form, argv in forms.items()} == {
+        "bare": True,
+        "=true": True,
+        "true": True,
+        "=false": False,
+        "false": False,
+        "no": False,
+        "on then no": False,
+        "no then on": True,
+        "absent": False,
+    }
+
+
+def test_bare_switch_before_another_flag_does_not_take_it_as_its_value() -> None:
+    args = build_parser().parse_args(["serve", "--ldap-use-ssl", "--ldap-port", "636"])
+    assert (args.ldap_use_ssl, args.ldap_port) == ("true", "636")
+
+
+def test_no_switch_beats_the_environment_and_bare_switch_too() -> None:
+    environ = {"RAPIDMQ_LDAP_USE_SSL": "true"}
+    assert serve_setting(["--no-ldap-use-ssl"], "ldap_use_ssl", environ) is False
+    assert serve_setting([], "ldap_use_ssl", environ) is True
+    assert serve_setting(["--ldap-use-ssl"], "ldap_use_ssl", {"RAPIDMQ_LDAP_USE_SSL": "no"}) is True
+
+
+def test_bad_switch_value_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--tls-verify-peer", "maybe"]) == 2
+    assert capsys.readouterr().err == "rapidmq: --tls-verify-peer 'maybe': must be true or false\n"
+
+
+def test_serve_help_shows_switches_and_their_no_form(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--tls-verify-peer [BOOL]" in out
+    assert "--no-tls-verify-peer turn --tls-verify-peer off" in out

@@ -7,7 +7,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rapidmq.config import SETTINGS, ConfigError, Settings, load_settings
+from rapidmq.auth.backends import Authenticator, LoginRequest, LoginResult
+from rapidmq.auth.users import UserStore
+from rapidmq.config import (
+    SETTINGS,
+    ConfigError,
+    RabbitMQConf,
+    Settings,
+    load_settings,
+    read_rabbitmq_conf,
+    startup_notes,
+)
 from rapidmq.errors import RapidMQError
 
 # One non-default value per setting: (as typed in a flag or variable, as a TOML value, parsed).
@@ -88,8 +98,14 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "loopback_users": ("admin, ops", '["admin", "ops"]', ("admin", "ops")),
     "handshake_timeout_s": ("2.5", "2.5", 2.5),
     "mqtt_vhost": ("iot", '"iot"', "iot"),
+    "mqtt_anonymous_usernames": ("on", "true", True),
     "memory_high_watermark": ("512MB", '"512MB"', "512MB"),
     "disk_free_limit": ("1GiB", '"1GiB"', "1GiB"),
+    "load_definitions": (
+        "/etc/rapidmq/definitions.json",
+        '"/etc/rapidmq/definitions.json"',
+        "/etc/rapidmq/definitions.json",
+    ),
 }
 
 
@@ -140,6 +156,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "ldap_cache_ttl_s": 60.0,
         "ldap_timeout_s": 5.0,
         "ldap_ca": "",
+        "load_definitions": "",
+        "mqtt_anonymous_usernames": False,
         "bind": "0.0.0.0",
         "data_dir": "./rapidmq-data",
         "backend": "trio",
@@ -372,7 +390,11 @@ def test_config_error_is_one_prefixed_line() -> None:
 def test_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
     rows = [
-        f"| `{info.name}` | `{info.flag} {info.metavar}` | `{info.env}` "
+        f"| `{info.name}` | "
+        + ", ".join(f"`{form}`" for form in info.flag_forms)
+        + " | "
+        + ", ".join(f"`{name}`" for name in info.env_names)
+        + " "
         f"| `{info.show_default()}` | {info.help} |"
         for info in SETTINGS
     ]
@@ -382,3 +404,134 @@ def test_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
 def test_packaged_example_config_loads_as_documented() -> None:
     example = Path(__file__).parents[2] / "packaging" / "rapidmq.toml"
     assert load_settings({}, {}, str(example)) == Settings(data_dir="/var/lib/rapidmq")
+
+
+def test_rabbitmq_default_user_pass_and_vhost_variables_set_the_defaults() -> None:
+    env = {
+        "RABBITMQ_DEFAULT_USER": "admin",
+        "RABBITMQ_DEFAULT_PASS": "s3cret",
+        "RABBITMQ_DEFAULT_VHOST": "prod",
+    }
+    settings = load_settings({}, env, None)
+    assert (settings.default_user, settings.default_pass, settings.default_vhost) == (
+        "admin",
+        "s3cret",
+        "prod",
+    )
+    # RabbitMQ's rule: only guest is kept to localhost, so the new user may log in from anywhere.
+    assert settings.loopback_users == ("guest",)
+
+
+def test_rapidmq_variables_win_over_their_rabbitmq_aliases() -> None:
+    env = {
+        "RABBITMQ_DEFAULT_USER": "admin",
+        "RAPIDMQ_DEFAULT_USER": "ops",
+        "RABBITMQ_DEFAULT_PASS": "from-rabbitmq",
+        "RAPIDMQ_DEFAULT_PASS": "from-rapidmq",
+    }
+    settings = load_settings({}, env, None)
+    assert (settings.default_user, settings.default_pass) == ("ops", "from-rapidmq")
+
+
+def test_flag_wins_over_a_rabbitmq_alias_and_the_alias_over_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'default_user = "file-user"\ndefault_vhost = "file-vhost"\n')
+    env = {"RABBITMQ_DEFAULT_USER": "env-user", "RABBITMQ_DEFAULT_VHOST": "env-vhost"}
+    settings = load_settings({"default_user": "flag-user"}, env, path)
+    assert (settings.default_user, settings.default_vhost) == ("flag-user", "env-vhost")
+
+
+def test_empty_rabbitmq_alias_counts_as_unset() -> None:
+    assert load_settings({}, {"RABBITMQ_DEFAULT_VHOST": "  "}, None) == Settings()
+
+
+def test_erlang_cookie_is_noted_as_ignored() -> None:
+    assert startup_notes({"RABBITMQ_ERLANG_COOKIE": "secret"}) == [
+        "RABBITMQ_ERLANG_COOKIE is set and ignored: RapidMQ nodes do not use an Erlang cookie"
+    ]
+    assert startup_notes({}) == []
+
+
+RABBITMQ_CONF_TEXT = """\
+# written for RabbitMQ's image
+listeners.tcp.default = 5672
+management.tcp.port = 15672
+load_definitions = /etc/rabbitmq/definitions.json
+loopback_users.guest = false
+listeners.tcp.default = 5673
+"""
+
+
+def test_rabbitmq_conf_gives_load_definitions_and_lists_the_keys_it_ignores(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, RABBITMQ_CONF_TEXT, "rabbitmq.conf")
+    assert read_rabbitmq_conf({}, path) == RabbitMQConf(
+        path,
+        "/etc/rabbitmq/definitions.json",
+        ("listeners.tcp.default", "management.tcp.port", "loopback_users.guest"),
+    )
+    assert load_settings({}, {}, None, rabbitmq_conf=path).load_definitions == (
+        "/etc/rabbitmq/definitions.json"
+    )
+    assert startup_notes({}, path) == [
+        f"rabbitmq.conf {path}: only load_definitions is read; ignored "
+        "listeners.tcp.default, management.tcp.port, loopback_users.guest"
+    ]
+
+
+def test_rabbitmq_config_file_variable_points_elsewhere_with_or_without_conf(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "management.load_definitions = /defs.json\n", "custom.conf")
+    for named in (path, path.removesuffix(".conf")):
+        env = {"RABBITMQ_CONFIG_FILE": named}
+        settings = load_settings({}, env, None, rabbitmq_conf=str(tmp_path / "absent.conf"))
+        assert settings.load_definitions == "/defs.json"
+
+
+def test_missing_default_rabbitmq_conf_is_no_error(tmp_path: Path) -> None:
+    assert read_rabbitmq_conf({}, str(tmp_path / "rabbitmq.conf")) is None
+    assert load_settings({}, {}, None, rabbitmq_conf=str(tmp_path / "rabbitmq.conf")) == Settings()
+    assert startup_notes({}, str(tmp_path / "rabbitmq.conf")) == []
+
+
+def test_missing_rabbitmq_config_file_names_the_variable(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.conf")
+    assert config_error({}, {"RABBITMQ_CONFIG_FILE": missing}, None) == (
+        f"rapidmq: rabbitmq.conf {missing} not found; fix RABBITMQ_CONFIG_FILE or unset it"
+    )
+
+
+def test_rabbitmq_conf_load_definitions_without_a_path_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "# comment\nload_definitions =\n", "rabbitmq.conf")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {}, None, rabbitmq_conf=path)
+    assert str(caught.value) == (
+        f"rapidmq: rabbitmq.conf {path} line 2: load_definitions has no path; "
+        "give the definitions file or remove the line"
+    )
+
+
+def test_rapidmq_load_definitions_wins_over_rabbitmq_conf(tmp_path: Path) -> None:
+    path = write(tmp_path, RABBITMQ_CONF_TEXT, "rabbitmq.conf")
+    env = {"RAPIDMQ_LOAD_DEFINITIONS": "/srv/mine.json"}
+    assert load_settings({}, env, None, rabbitmq_conf=path).load_definitions == "/srv/mine.json"
+    flag = {"load_definitions": "/srv/flag.json"}
+    assert load_settings(flag, env, None, rabbitmq_conf=path).load_definitions == "/srv/flag.json"
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"), [("admin", ["admin"]), ("guest", [None])], ids=["admin", "guest"]
+)
+def test_rabbitmq_default_user_from_elsewhere_is_refused_only_when_named_guest(
+    name: str, accepted: list[str | None]
+) -> None:
+    settings = load_settings(
+        {}, {"RABBITMQ_DEFAULT_USER": name, "RABBITMQ_DEFAULT_PASS": "s3cret"}, None
+    )
+    users = UserStore.with_default_user(settings.default_user, settings.default_pass)
+    authenticator = Authenticator.internal(users, loopback_users=settings.loopback_users)
+    results: list[LoginResult] = []
+    request = LoginRequest("amqp", name, "s3cret", "203.0.113.5", "PLAIN")
+    authenticator.login(request, results.append)
+    assert [None if r.user is None else r.user.name for r in results] == accepted

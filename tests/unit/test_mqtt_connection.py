@@ -992,3 +992,44 @@ def test_packets_pipelined_behind_a_pending_login_are_bounded() -> None:
         assert client.conn.closed
     finally:
         authenticator.close()
+
+
+@pytest.mark.parametrize("level", [MQTT_3_1_1, MQTT_5])
+def test_user_name_without_password_logs_in_as_the_default_user_with_anonymous_usernames(
+    level: int,
+) -> None:
+    world = World(settings=MQTTSettings(anonymous_usernames=True))
+    client = world.client(level)
+    replies = client.send(Connect(level, "dev1", username="iot:sensor-1", password=None))
+    assert replies == [ConnAck(False, 0, V5_PROPS if level == MQTT_5 else None)]
+    # The sent name is a label only: no vhost prefix is read from it.
+    assert (client.conn.user, client.conn.vhost, client.conn.sent_username) == (
+        "guest",
+        "/",
+        "iot:sensor-1",
+    )
+
+
+@pytest.mark.parametrize(("level", "code"), [(MQTT_3_1_1, 5), (MQTT_5, 0x87)])
+def test_user_name_without_password_is_refused_without_anonymous_usernames(
+    level: int, code: int
+) -> None:
+    client = World().client(level)
+    replies = client.send(Connect(level, "dev1", username="sensor-1", password=None))
+    # (MQTT 5's CONNACK also carries a reason string.)
+    assert [(type(r), r.reason_code) for r in replies if isinstance(r, ConnAck)] == [
+        (ConnAck, code)
+    ]
+    assert (len(replies), client.conn.closed) == (1, True)
+
+
+def test_anonymous_usernames_keep_the_default_users_loopback_limit() -> None:
+    world = World(settings=MQTTSettings(anonymous_usernames=True))
+    client = world.client(MQTT_3_1_1, host="203.0.113.5")
+    assert client.send(Connect(MQTT_3_1_1, "dev1", username="sensor-1")) == [ConnAck(False, 5)]
+
+
+def test_a_login_with_a_password_shows_no_sent_user_name() -> None:
+    world = World(settings=MQTTSettings(anonymous_usernames=True))
+    client = connected(world, "c1", username="alice", password=b"secret")
+    assert (client.conn.user, client.conn.sent_username) == ("alice", None)

@@ -101,6 +101,8 @@ class MQTTSettings:
     allow_anonymous: bool = True  # a CONNECT without user name logs in as anonymous_user
     anonymous_user: str = "guest"
     anonymous_pass: str = "guest"
+    #: A user name without a password logs in as anonymous_user (mqtt_anonymous_usernames).
+    anonymous_usernames: bool = False
     max_packet_size: int = 268435455
     receive_maximum: int = 65535  # QoS > 0 publishes a client may have in flight to us
     topic_alias_maximum: int = 65535
@@ -143,6 +145,9 @@ class MQTTConnection(OutputBuffer):
         self.level = MQTT_3_1_1
         self.client_id = ""
         self.user = ""
+        #: The user name a CONNECT sent without a password, when it logged in as the
+        #: default user (mqtt_anonymous_usernames); shown in the log and connection list.
+        self.sent_username: str | None = None
         self.vhost = ""
         self.keep_alive_s = 0
         self.session: MQTTSession = None  # type: ignore[assignment]  # set on CONNECT
@@ -359,6 +364,7 @@ class MQTTConnection(OutputBuffer):
             allow_anonymous=s.allow_anonymous,
             anonymous_user=s.anonymous_user,
             anonymous_pass=s.anonymous_pass,
+            anonymous_usernames=s.anonymous_usernames,
             peer_certificate=getattr(self, "peer_certificate", None),
         )
         if isinstance(asked, Refusal):
@@ -417,6 +423,8 @@ class MQTTConnection(OutputBuffer):
                 return
             keep_alive = server_keep_alive = s.max_keep_alive_s
         self.client_id, self.user, self.vhost = client_id, login.user, login.vhost
+        # Only a name sent without a password can have logged in as someone else.
+        self.sent_username = c.username if c.password is None else None
         self.keep_alive_s = keep_alive
         self.will = c.will
         if level == MQTT_5:
@@ -505,6 +513,7 @@ class MQTTConnection(OutputBuffer):
             connection_name=client_id,
             client_id=client_id,
             protocol_level=level,
+            **({} if self.sent_username is None else {"sent_username": self.sent_username}),
         )
         session.attach(self, level, props.receive_maximum or 65535 if level == MQTT_5 else 65535)
         mqtt.record(session)  # connected: no expiry deadline while it stays

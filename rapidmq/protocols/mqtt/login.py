@@ -79,13 +79,17 @@ def login_request(
     allow_anonymous: bool,
     anonymous_user: str,
     anonymous_pass: str,
+    anonymous_usernames: bool = False,
     peer_certificate: Any = None,
 ) -> tuple[LoginRequest, str] | Refusal:
     """The login a CONNECT asks for and the vhost it names, as RabbitMQ's MQTT plugin reads it.
 
     ``vhost:user`` names pick the vhost.  Without a user name, a client with a
     verified TLS certificate logs in as the certificate's CN (RabbitMQ's
-    ``ssl_cert_login``); otherwise, if allowed, as the anonymous user.
+    ``ssl_cert_login``); otherwise, if allowed, as the anonymous user.  With
+    ``anonymous_usernames``, a user name without a password logs in as the
+    anonymous user too, in the default vhost: devices that send their id as a
+    user name, as Mosquitto's ``allow_anonymous true`` lets them.
     """
     name = connect.username
     if name is None:
@@ -100,6 +104,13 @@ def login_request(
             )
             return BAD_LOGIN
         name, password = anonymous_user, anonymous_pass
+    elif connect.password is None and anonymous_usernames and allow_anonymous:
+        # The sent name is only a label (no vhost prefix is read from it): the
+        # connection shows it beside the default user it acts as.
+        return (
+            LoginRequest("mqtt", anonymous_user, anonymous_pass, peer_host, "PLAIN"),
+            default_vhost,
+        )
     elif connect.password is None:
         log.warning(
             "MQTT login refused for user '%s' from %s: no password",
