@@ -22,15 +22,8 @@ from typing import NoReturn
 
 from rapidmq.admin_cli.access_commands import add_access_commands
 from rapidmq.admin_cli.commands import add_admin_commands, add_global_options
-from rapidmq.config import (
-    CONFIG_ENV,
-    RABBITMQ_CONF,
-    SETTINGS,
-    ConfigError,
-    Settings,
-    load_settings,
-    startup_notes,
-)
+from rapidmq.config import CONFIG_ENV, SETTINGS, ConfigError, Settings, load_settings
+from rapidmq.rabbitmq_conf import RABBITMQ_CONF, startup_notes
 
 __all__ = ["build_parser", "main", "settings_from_args"]
 

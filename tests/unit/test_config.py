@@ -9,16 +9,9 @@ from hypothesis import strategies as st
 
 from rapidmq.auth.backends import Authenticator, LoginRequest, LoginResult
 from rapidmq.auth.users import UserStore
-from rapidmq.config import (
-    SETTINGS,
-    ConfigError,
-    RabbitMQConf,
-    Settings,
-    load_settings,
-    read_rabbitmq_conf,
-    startup_notes,
-)
+from rapidmq.config import SETTINGS, ConfigError, Settings, load_settings
 from rapidmq.errors import RapidMQError
+from rapidmq.rabbitmq_conf import RabbitMQConf, read_rabbitmq_conf, startup_notes
 
 # One non-default value per setting: (as typed in a flag or variable, as a TOML value, parsed).
 SAMPLES: dict[str, tuple[str, str, object]] = {
