@@ -31,7 +31,7 @@ body assigns them), as :mod:`rapidmq.core.queue_limits` is.
 
 from __future__ import annotations
 
-import math
+from math import exp, log
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,16 +49,16 @@ __all__ = [
 
 #: Half-life of the average: a spell one second old counts half as much as one just past.
 HALF_LIFE_S = 1.0
-_LOG_HALF = math.log(0.5)
+_DECAY_PER_S = log(0.5) / HALF_LIFE_S
 
 
 def use_average(active_s: float, inactive_s: float, average: float) -> float:
     """``average`` with one active and one inactive spell folded in."""
     total = active_s + inactive_s
-    if total == 0:
+    if not total:
         return average
-    weight = math.exp(total * _LOG_HALF / HALF_LIFE_S)
-    return (active_s / total) * (1 - weight) + average * weight
+    weight = exp(total * _DECAY_PER_S)
+    return active_s / total * (1 - weight) + average * weight
 
 
 def use_stopped(queue: Queue, now: float) -> None:
