@@ -189,6 +189,43 @@ def consumer_utilisation_with_and_without_a_consumer(
     ]
 
 
+@scenario
+def consumer_utilisation_while_a_full_consumer_leaves_messages_waiting(
+    api: Api, tok: str, cleanup: Cleanup
+) -> Observation:
+    """A classic queue's figure falls below 1; RabbitMQ 3.10's quorum queue stays at 1."""
+    observed = {}
+    for kind, arguments in (("classic", {}), ("quorum", Q)):
+        q = f"{tok}-{kind}"
+        path = f"/api/queues/%2F/{q}"
+        cleanup.add(path)
+        api.put(path, {"durable": True, "arguments": arguments})
+        connection = amqp(api)
+        ch = connection.channel()
+        ch.basic_qos(prefetch_count=1)
+        ch.basic_consume(q, lambda *args: None)  # never acks: its one credit stays used
+        for body in (b"taken", b"waits", b"waits too"):
+            ch.basic_publish("", q, body)
+
+        def blocked(b: Any, kind: str = kind) -> bool:
+            waiting = has(b, "consumers", 1) and has(b, "messages_ready", 2)
+            utilisation = b.get("consumer_utilisation") if waiting else None
+            if kind == "quorum":
+                return utilisation is not None
+            return utilisation is not None and 0 < utilisation < 1
+
+        body = wait_for(api, path, blocked)
+        connection.close()
+        utilisation = body["consumer_utilisation"]
+        observed[kind] = [
+            pick(body, ("consumers", "messages_ready", "messages_unacknowledged")),
+            "between 0 and 1" if 0 < utilisation < 1 else repr(utilisation),
+            # RabbitMQ reads its clock once for each of the two, so they differ in the last digits.
+            abs(body["consumer_capacity"] - utilisation) < 1e-3,
+        ]
+    return observed
+
+
 # --- exchanges -------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rapidmq.core.queue import Queue
 
-__all__ = ["adapt_to_type", "consumer_utilisation"]
+__all__ = ["adapt_to_type"]
 
 #: Fields of a classic queue that a quorum queue's JSON does not have.
 _CLASSIC_ONLY = (
@@ -53,20 +53,3 @@ def adapt_to_type(body: dict[str, Any], queue: Queue, node: str) -> None:
         message_bytes_dlx=held_bytes,
         messages_ram=0,
     )
-
-
-def consumer_utilisation(queue: Queue) -> float:
-    """How far the queue can hand messages to its consumers at once, from 0.0 to 1.0.
-
-    RabbitMQ measures the share of time its consumers could take a message at
-    once; RapidMQ delivers as soon as any consumer has credit, so the share is
-    1.0 unless messages wait while no consumer can take one.  With no consumers
-    RabbitMQ 3.10 shows 0.
-    """
-    consumers = queue.consumers
-    if not consumers:
-        return 0.0
-    if not queue.ready_count:
-        return 1.0
-    can_take = sum(1 for c in consumers if not c.prefetch or c.unacked < c.prefetch)
-    return can_take / len(consumers)

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from rapidmq.admin.auth import server_of
 from rapidmq.admin.listing import list_response
 from rapidmq.admin.overview import QUEUE_STATS, queue_counters
-from rapidmq.admin.queue_types import adapt_to_type, consumer_utilisation
+from rapidmq.admin.queue_types import adapt_to_type
 from rapidmq.admin.resources import (
     BindingView,
     amqp_reason,
@@ -112,7 +112,6 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
     exclusive_consumer = queue.exclusive_consumer
     single_active = queue.settings.single_active_consumer and queue.consumers
     applied = queue.vhost.policies.of_queue(queue.name)
-    utilisation = consumer_utilisation(queue)
     body: dict[str, Any] = {
         "name": queue.name,
         "vhost": vhost,
@@ -134,8 +133,9 @@ def render_queue(server: Server, queue: Queue) -> dict[str, Any]:
         "messages_ready_ram": ready - queue.paged_count,
         "messages_unacknowledged_ram": unacked,
         "consumers": len(queue.consumers),
-        "consumer_capacity": utilisation,
-        "consumer_utilisation": utilisation,
+        # RabbitMQ 3.10 shows one figure under both names.
+        "consumer_capacity": figures["consumer_capacity"],
+        "consumer_utilisation": figures["consumer_capacity"],
         "recoverable_slaves": None,
         "exclusive_consumer_tag": None if exclusive_consumer is None else exclusive_consumer.tag,
         "single_active_consumer_tag": queue.consumers[0].tag if single_active else None,

@@ -17,8 +17,11 @@ removes it; a delivery to a consumer that must ack marks it delivered.
 Two parts of the queue live in their own modules, as functions the class body
 assigns as methods (so the per-message paths make no more calls than if they
 were written here): length limits, TTL expiry and dead-lettering
-(:mod:`rapidmq.core.queue_limits`), and paging bodies out to the store and
-back, with recovery at start-up (:mod:`rapidmq.core.paging`).
+(:mod:`rapidmq.core.queue_limits`), paging bodies out to the store and
+back, with recovery at start-up (:mod:`rapidmq.core.paging`), and the time
+its consumers could take a message at once (:mod:`rapidmq.core.consumer_use`),
+which follows the invariant above: it is recorded only where dispatch stops
+with messages waiting and where credit comes back.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from rapidmq.core import paging, queue_limits, quorum
+from rapidmq.core import consumer_use, paging, queue_limits, quorum
 from rapidmq.core.arguments import QueueSettings
 from rapidmq.core.consumer import Consumer
 from rapidmq.core.entry import Entry, insert_by_seq
@@ -103,6 +106,12 @@ class Queue:
         self.exclusive_consumer: Consumer | None = None
         self.had_consumer = False
         self.last_used = clock()
+        # Consumer capacity (see consumer_use): whether consumers can take a
+        # message, since when, the last active spell while inactive, the average.
+        self._use_active = True
+        self._use_since = self.last_used
+        self._use_active_s = 0.0
+        self._use_average = 1.0
         self.deleted = False
         self.bindings_in: dict[Any, Binding] = {}
         # At-least-once dead letters no queue took yet (message, keys, reason, seq, size).
@@ -156,13 +165,18 @@ class Queue:
         entry = Entry(message, self._seq, expires_at, routing_keys)
         persist = self._persist
         stored = persist is not None and (message.properties.delivery_mode == 2 or self._store_all)
-        if not self.ready_count and self.consumers:
-            consumer = self._pick()
-            if consumer is not None:
-                if stored and not consumer.no_ack:  # a no-ack delivery is gone at once
-                    self._store(entry)
-                self._deliver(consumer, entry)
-                return True
+        if not self.ready_count:
+            if self.consumers:
+                consumer = self._pick()
+                if consumer is not None:
+                    if stored and not consumer.no_ack:  # a no-ack delivery is gone at once
+                        self._store(entry)
+                    self._deliver(consumer, entry)
+                    return True
+            # The first message to wait: no consumer can take it.  Behind it,
+            # the queue stays inactive until dispatch finds credit again.
+            if self._use_active:
+                self._use_stopped(self._clock())
         if stored:
             self._store(entry)
         self._push(entry)
@@ -273,21 +287,40 @@ class Queue:
 
     def dispatch(self) -> None:
         """Deliver ready messages while some consumer has credit."""
-        if not self.ready_count or not self.consumers or self.deleted:
+        if not self.ready_count:
+            if not self._use_active:
+                self._credit_back()
+            return
+        if not self.consumers or self.deleted:
+            if self._use_active:
+                self._use_stopped(self._clock())  # requeued with no consumer to take them
             return
         timed = self._timed
         now = self._clock() if timed else 0.0
         if timed:
             self._drop_expired(now)
-        while self.ready_count:
-            consumer = self._pick()
-            if consumer is None:
-                break
+            if not self.ready_count:
+                return
+        consumer = self._pick()
+        if consumer is None:
+            if self._use_active:
+                self._use_stopped(self._clock())
+            return
+        if not self._use_active:
+            self._use_resumed(self._clock())
+        while True:
             if self._paged:
                 self._page_in(self._next_level())
             self._deliver(consumer, self._pop())
             if timed:
                 self._drop_expired(now)
+            if not self.ready_count:
+                return
+            consumer = self._pick()
+            if consumer is None:
+                if self._use_active:  # it is, unless a dead letter came back round
+                    self._use_stopped(self._clock())
+                return
 
     def get(self, *, no_ack: bool = False) -> Entry | None:
         """Take the head message for basic.get."""
@@ -397,6 +430,13 @@ class Queue:
     _settle_page = paging.settle_page
     _page_in = paging.page_in
 
+    # -- consumer capacity --------------------------------------------------
+
+    _use_stopped = consumer_use.use_stopped
+    _use_resumed = consumer_use.use_resumed
+    _credit_back = consumer_use.credit_back
+    consumer_capacity = consumer_use.consumer_capacity
+
     # -- consumers ----------------------------------------------------------
 
     def add_consumer(self, consumer: Consumer, *, dispatch: bool = True) -> None:
@@ -410,6 +450,8 @@ class Queue:
         if consumer.exclusive:
             self.exclusive_consumer = consumer
         self.had_consumer = True
+        if not self._use_active:
+            self._use_resumed(self._clock())  # as RabbitMQ: a new consumer can take a message
         if dispatch:
             self.dispatch()
 
@@ -479,6 +521,7 @@ class Queue:
             "messages_unacknowledged": self.unacked_count,
             "message_bytes_ready": self.ready_bytes + self.paged_bytes,
             "consumers": len(self.consumers),
+            "consumer_capacity": self.consumer_capacity(),
             "published": self.published,
             "delivered": self.delivered,
             "delivered_no_ack": self.delivered_no_ack,

@@ -292,6 +292,7 @@ def test_queue_statistics(client: Client) -> None:
         "messages_unacknowledged": 1,
         "message_bytes_ready": 3,
         "consumers": 0,
+        "consumer_capacity": 0.0,
         "published": 2,
         "delivered": 1,
         "delivered_no_ack": 0,
