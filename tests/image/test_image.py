@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -102,8 +103,10 @@ def containers(image: str) -> Iterator[list[Container]]:
         container.remove()
 
 
-def _start(containers: list[Container], *, volume: str | None = None) -> Container:
-    container = Container(IMAGE, volume=volume, args=HEALTH_ARGS)
+def _start(
+    containers: list[Container], *, volume: str | None = None, args: tuple[str, ...] = ()
+) -> Container:
+    container = Container(IMAGE, volume=volume, args=(*HEALTH_ARGS, *args))
     containers.append(container)
     return container.start()
 
@@ -118,11 +121,14 @@ def broker(image: str) -> Iterator[Container]:
         container.remove()
 
 
-def _amqp(container: Container) -> pika.BlockingConnection:
+def _amqp(
+    container: Container, user: str = "guest", password: str = "guest", vhost: str = "/"
+) -> pika.BlockingConnection:
     params = pika.ConnectionParameters(
         "127.0.0.1",
         container.ports[AMQP],
-        credentials=pika.PlainCredentials("guest", "guest"),
+        vhost,
+        credentials=pika.PlainCredentials(user, password),
         connection_attempts=1,
     )
     return pika.BlockingConnection(params)
@@ -317,3 +323,70 @@ def test_docker_stop_closes_clients_with_320_and_exits_0_within_5_s(
         "the log's last line",
     )
     assert last_line.endswith(" INFO broker: stopped")
+
+
+# A compose file written for RabbitMQ's image: its variables, and definitions
+# named by load_definitions in a rabbitmq.conf mounted where that image reads it.
+COMPOSE_DEFINITIONS = {
+    "vhosts": [{"name": "shop"}],
+    "queues": [
+        {
+            "name": "orders",
+            "vhost": "shop",
+            "durable": True,
+            "auto_delete": False,
+            "arguments": {"x-queue-type": "quorum"},
+        }
+    ],
+    "policies": [
+        {
+            "vhost": "shop",
+            "name": "cap",
+            "pattern": "^orders$",
+            "apply-to": "queues",
+            "definition": {"max-length": 2},
+            "priority": 0,
+        }
+    ],
+    "permissions": [
+        {"user": "app", "vhost": "shop", "configure": ".*", "write": ".*", "read": ".*"}
+    ],
+}
+
+
+def test_rabbitmq_variables_and_mounted_load_definitions_take_effect(
+    containers: list[Container], tmp_path: Path
+) -> None:
+    definitions = tmp_path / "definitions.json"
+    definitions.write_text(json.dumps(COMPOSE_DEFINITIONS))
+    conf = tmp_path / "rabbitmq.conf"
+    conf.write_text("load_definitions = /etc/rabbitmq/definitions.json\nlog.console = true\n")
+    for path in (definitions, conf):
+        path.chmod(0o644)  # read by the image's non-root user
+    container = _start(
+        containers,
+        args=(
+            *("--env", "RABBITMQ_DEFAULT_USER=app", "--env", "RABBITMQ_DEFAULT_PASS=s3cret"),
+            *("--env", "RABBITMQ_DEFAULT_VHOST=shop", "--env", "RABBITMQ_ERLANG_COOKIE=c"),
+            *("--volume", f"{definitions}:/etc/rabbitmq/definitions.json:ro"),
+            *("--volume", f"{conf}:/etc/rabbitmq/rabbitmq.conf:ro"),
+        ),
+    )
+    connection = _amqp(container, "app", "s3cret", "shop")  # from outside: not loopback
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for n in range(4):
+            channel.basic_publish("", "orders", f"order {n}".encode())
+        assert channel.queue_declare("orders", passive=True).method.message_count == 2
+    finally:
+        connection.close()
+    notes = [line for line in container.output if "RABBITMQ_ERLANG_COOKIE" in line]
+    assert len(notes) == 1 and "ignored" in notes[0]
+
+    def healthy() -> str | None:
+        status: str = container.state()["Health"]["Status"]
+        return status if status == "healthy" else None
+
+    # The health check logs in with RABBITMQ_DEFAULT_USER when guest is not the user.
+    assert wait_for(healthy, 30, "a healthy container") == "healthy"
