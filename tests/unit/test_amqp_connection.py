@@ -194,6 +194,17 @@ UPDATE_SECRET_OK: Sent = (0, "Connection.UpdateSecretOk", {})
 CHANNEL_OPEN_OK: Sent = (1, "Channel.OpenOk", {"channel_id": "0"})
 
 
+def open_after_login(client: Client) -> None:
+    """Walk a client with a deferred login to open: header, start-ok, answer, tune-ok, open."""
+    client.send(HEADER)
+    client.send(start_ok("guest", "guest"))
+    assert client.auth is not None
+    client.auth.answer()
+    client.send(
+        commands.Connection.TuneOk(2047, 131072, 0), commands.Connection.Open(virtual_host="/")
+    )
+
+
 def declare_ok(queue: str) -> Sent:
     return (1, "Queue.DeclareOk", {"queue": queue, "message_count": 0, "consumer_count": 0})
 
@@ -400,13 +411,7 @@ def test_methods_behind_a_pending_update_secret_are_handled_after_it_in_order(
     bytewise: bool,
 ) -> None:
     client = Client(bytewise=bytewise, deferred=True)
-    client.send(HEADER)
-    client.send(start_ok("guest", "guest"))
-    assert client.auth is not None
-    client.auth.answer()
-    client.send(
-        commands.Connection.TuneOk(2047, 131072, 0), commands.Connection.Open(virtual_host="/")
-    )
+    open_after_login(client)
     assert (
         client.send(
             update_secret("guest"),
@@ -430,13 +435,7 @@ def test_methods_behind_a_pending_update_secret_are_handled_after_it_in_order(
 
 def test_a_refused_pending_update_secret_drops_what_follows_it() -> None:
     client = Client(deferred=True)
-    client.send(HEADER)
-    client.send(start_ok("guest", "guest"))
-    assert client.auth is not None
-    client.auth.answer()
-    client.send(
-        commands.Connection.TuneOk(2047, 131072, 0), commands.Connection.Open(virtual_host="/")
-    )
+    open_after_login(client)
     assert client.send(update_secret("wrong"), (1, commands.Channel.Open())) == []
     client.auth.answer()
     assert client.received() == [SECRET_REFUSED]
@@ -447,13 +446,7 @@ def test_a_refused_pending_update_secret_drops_what_follows_it() -> None:
 
 def test_a_frame_error_behind_a_pending_update_secret_waits_its_turn() -> None:
     client = Client(deferred=True)
-    client.send(HEADER)
-    client.send(start_ok("guest", "guest"))
-    assert client.auth is not None
-    client.auth.answer()
-    client.send(
-        commands.Connection.TuneOk(2047, 131072, 0), commands.Connection.Open(virtual_host="/")
-    )
+    open_after_login(client)
     assert client.send(update_secret("guest"), b"\x05\x00\x00\x00\x00\x00\x00\xce") == []
     client.auth.answer()
     assert client.received() == [
@@ -484,13 +477,7 @@ def test_update_secret_during_a_pending_login_closes_once_tuning() -> None:
 
 def test_a_pending_update_secret_answered_after_a_forced_close_is_ignored() -> None:
     client = Client(deferred=True)
-    client.send(HEADER)
-    client.send(start_ok("guest", "guest"))
-    assert client.auth is not None
-    client.auth.answer()
-    client.send(
-        commands.Connection.TuneOk(2047, 131072, 0), commands.Connection.Open(virtual_host="/")
-    )
+    open_after_login(client)
     client.send(update_secret("guest"))
     client.conn.shutdown()
     [(_, name, fields)] = client.received()
