@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +36,7 @@ __all__ = [
     "keys_of",
     "management_reachable",
     "normalize",
+    "observe",
     "pick",
     "token",
 ]
@@ -203,3 +205,17 @@ def management_reachable(url: str = RABBITMQ_API_URL) -> bool:
             return True
         time.sleep(0.5)
     return False
+
+
+def observe(api: Api, scenario: Callable[[Api, str, Cleanup], Any]) -> Any:
+    """Run one management scenario with a fresh token and undo what it made.
+
+    The observation comes back normalized (the token becomes ``ID``), so the
+    same scenario on two brokers can be compared as it stands.
+    """
+    tok = token()
+    cleanup = Cleanup(api)
+    try:
+        return normalize(scenario(api, tok, cleanup), tok)
+    finally:
+        cleanup.run()

@@ -23,6 +23,7 @@ from management_support import (
     enc,
     keys_of,
     normalize,
+    observe,
     pick,
     token,
 )
@@ -51,16 +52,6 @@ PAGE_KEYS = ("page", "page_size", "page_count", "item_count", "filtered_count")
 def scenario(fn: Scenario) -> Scenario:
     SCENARIOS.append(fn)
     return fn
-
-
-def observe(api: Api, fn: Scenario) -> Observation:
-    tok = token()
-    cleanup = Cleanup(api)
-    try:
-        observed: Observation = normalize(fn(api, tok, cleanup), tok)
-        return observed
-    finally:
-        cleanup.run()
 
 
 def error_of(reply: Any) -> Observation:

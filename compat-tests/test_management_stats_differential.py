@@ -18,7 +18,7 @@ from typing import Any
 
 import pika
 import pytest
-from management_support import Api, Cleanup, keys_of, normalize, pick, token
+from management_support import Api, Cleanup, keys_of, observe, pick
 
 pytestmark = pytest.mark.differential
 
@@ -38,15 +38,6 @@ Q = {"x-queue-type": "quorum"}
 def scenario(fn: Scenario) -> Scenario:
     SCENARIOS.append(fn)
     return fn
-
-
-def observe(api: Api, fn: Scenario) -> Observation:
-    tok = token()
-    cleanup = Cleanup(api)
-    try:
-        return normalize(fn(api, tok, cleanup), tok)
-    finally:
-        cleanup.run()
 
 
 def amqp(api: Api) -> pika.BlockingConnection:

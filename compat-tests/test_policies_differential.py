@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from management_support import Api, Cleanup, normalize, token
+from management_support import Api, Cleanup, observe, token
 
 pytestmark = pytest.mark.differential
 
@@ -41,16 +41,6 @@ def watchdog_s() -> float:
 def scenario(fn: Scenario) -> Scenario:
     SCENARIOS.append(fn)
     return fn
-
-
-def observe(api: Api, fn: Scenario) -> Observation:
-    tok = token()
-    cleanup = Cleanup(api)
-    try:
-        observed: Observation = normalize(fn(api, tok, cleanup), tok)
-        return observed
-    finally:
-        cleanup.run()
 
 
 def put_policy(api: Api, cleanup: Cleanup, kind: str, name: str, body: dict[str, Any]) -> int:
